@@ -1,0 +1,244 @@
+"""`load_dataset`: CIFAR-10, CIFAR-100 or the generated dataset as uint8 arrays, decoded once and cached.
+
+Sources are tried in this order, and the one used is reported:
+1. the `path` argument (an image-folder directory or .tar.gz);
+2. `$COURSE_CIFAR10` / `$COURSE_CIFAR100` (the same kinds of path);
+3. a previous torchvision download in the data folder;
+4. a torchvision download (checksummed by torchvision).
+Caches live in the data folder, keyed by dataset and source, written under a temporary name and
+renamed, so an interrupted build never leaves a half-written cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import data_dir
+from .imagefolder import DataError, read_image_folder
+from .synthetic import CLASSES as SYNTHETIC_CLASSES, make_synthetic
+
+DATASETS = {
+    # name: (environment variable, torchvision class, folder torchvision writes, number of classes)
+    "cifar10": ("COURSE_CIFAR10", "CIFAR10", "cifar-10-batches-py", 10),
+    "cifar100": ("COURSE_CIFAR100", "CIFAR100", "cifar-100-python", 100),
+}
+CACHE_VERSION = 1
+
+
+@dataclass
+class ImageData:
+    """Train and test splits as uint8 images (N, 32, 32, 3) and int64 labels, with class names."""
+    name: str
+    classes: list[str]
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def summary(self) -> str:
+        """A few lines a person can read: sizes, classes, per-class counts and the source."""
+        tr = np.bincount(self.train_labels, minlength=self.num_classes)
+        te = np.bincount(self.test_labels, minlength=self.num_classes)
+        lines = [f"{self.name}: {len(self.train_labels):,} train + {len(self.test_labels):,} test images, "
+                 f"{self.train_images.shape[1]}x{self.train_images.shape[2]}x{self.train_images.shape[3]} uint8, "
+                 f"{self.num_classes} classes",
+                 f"source: {self.source}",
+                 f"per class (train/test): min {tr.min()}/{te.min()}, max {tr.max()}/{te.max()}"]
+        if self.num_classes <= 20:
+            lines += [f"  {i:>3} {c:<12} {tr[i]:>6} {te[i]:>6}" for i, c in enumerate(self.classes)]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- cache
+
+def _cache_key_for_path(path: Path) -> str:
+    """Identify a source file or folder by its resolved path, size and modification time."""
+    path = path.resolve()
+    st = path.stat()
+    return hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def _save_cache(path: Path, data: ImageData) -> None:
+    """Write the arrays atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"version": CACHE_VERSION, "name": data.name, "classes": data.classes, "source": data.source})
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.array(meta), train_images=data.train_images, train_labels=data.train_labels,
+                     test_images=data.test_images, test_labels=data.test_labels)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a course's data folder is shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_cache(path: Path, name: str) -> ImageData | None:
+    """The cached dataset, or None when the cache is absent, stale or unreadable (it is rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("version") != CACHE_VERSION or meta.get("name") != name:
+                return None
+            return ImageData(name, list(meta["classes"]), z["train_images"], z["train_labels"],
+                             z["test_images"], z["test_labels"], source=meta["source"] + f" (cached in {path})")
+    except Exception:
+        return None
+
+
+# ----------------------------------------------------------------------------- sources
+
+def _from_image_folder(name: str, path: Path, expected_classes: int) -> ImageData:
+    splits, classes = read_image_folder(path)
+    if len(classes) != expected_classes:
+        raise DataError(f"{path}: found {len(classes)} class folders, {name} has {expected_classes}. "
+                        f"Point {DATASETS[name][0]} at the {name} archive.")
+    (xtr, ytr), (xte, yte) = splits["train"], splits["test"]
+    return ImageData(name, classes, xtr, ytr, xte, yte, source=f"image folder {path}")
+
+
+def _from_torchvision(name: str, root: Path, download: bool) -> ImageData:
+    import torchvision.datasets as tvd  # imported here: only this source needs it
+    cls = getattr(tvd, DATASETS[name][1])
+    train = cls(str(root), train=True, download=download)
+    test = cls(str(root), train=False, download=download)
+    how = "torchvision download" if download else "previous torchvision download"
+    return ImageData(name, list(train.classes), np.ascontiguousarray(train.data), np.asarray(train.targets, np.int64),
+                     np.ascontiguousarray(test.data), np.asarray(test.targets, np.int64), source=f"{how} in {root}")
+
+
+def _load_synthetic(n_train: int, n_test: int, seed: int, root: Path, use_cache: bool) -> ImageData:
+    cache = root / "cache" / f"synthetic-{n_train}-{n_test}-seed{seed}.npz"
+    if use_cache and (data := _load_cache(cache, "synthetic")) is not None:
+        return data
+    xtr, ytr, xte, yte = make_synthetic(n_train, n_test, seed)
+    data = ImageData("synthetic", list(SYNTHETIC_CLASSES), xtr, ytr, xte, yte,
+                     source=f"generated by helpers.synthetic (seed {seed})")
+    if use_cache:
+        _save_cache(cache, data)
+    return data
+
+
+def load_dataset(name: str = "cifar10", path: str | os.PathLike | None = None, *, download: bool = True,
+                 root: str | os.PathLike | None = None, use_cache: bool = True, verbose: bool = False,
+                 synthetic_size: tuple[int, int] = (10_000, 2_000), seed: int = 0) -> ImageData:
+    """Load `cifar10`, `cifar100` or `synthetic` as uint8 arrays, decoding once and caching.
+
+    `path` names an image-folder directory or .tar.gz; without it the environment variable, an
+    earlier download and a torchvision download are tried in turn. Offline with no data, one
+    `DataError` lists everything that was tried and how to fix it.
+    """
+    name = name.lower().replace("-", "")
+    root = Path(root).expanduser() if root else data_dir()
+    say = print if verbose else (lambda *a, **k: None)
+    if name == "synthetic":
+        data = _load_synthetic(*synthetic_size, seed, root, use_cache)
+        say(f"[helpers] {name}: {data.source}")
+        return data
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: cifar10, cifar100, synthetic")
+    env_var, _, tv_folder, n_classes = DATASETS[name]
+
+    candidates: list[tuple[str, Path]] = []
+    if path is not None:
+        candidates.append(("the path argument", Path(path).expanduser()))
+    if os.environ.get(env_var):
+        candidates.append((f"${env_var}", Path(os.environ[env_var]).expanduser()))
+    tried = []
+    for label, src in candidates:
+        if not src.exists():
+            tried.append(f"{label}: {src} does not exist")
+            continue
+        cache = root / "cache" / f"{name}-folder-{_cache_key_for_path(src)}.npz"
+        if use_cache and (data := _load_cache(cache, name)) is not None:
+            say(f"[helpers] {name}: {data.source}")
+            return data
+        t0 = time.perf_counter()
+        data = _from_image_folder(name, src, n_classes)  # bad data raises here, naming the file
+        data.source = f"{label} = {data.source.removeprefix('image folder ')}"
+        if use_cache:
+            _save_cache(cache, data)
+        say(f"[helpers] {name}: decoded {src} in {time.perf_counter() - t0:.1f} s; cached in {cache}")
+        return data
+
+    tv_cache = root / "cache" / f"{name}-torchvision.npz"
+    if use_cache and (data := _load_cache(tv_cache, name)) is not None:
+        say(f"[helpers] {name}: {data.source}")
+        return data
+    for attempt_download in ([False, True] if download else [False]):
+        if not attempt_download and not (root / tv_folder).is_dir():
+            tried.append(f"previous download: {root / tv_folder} not found")
+            continue
+        try:
+            data = _from_torchvision(name, root, attempt_download)
+        except Exception as exc:  # offline, checksum mismatch, broken files
+            tried.append(f"{'torchvision download' if attempt_download else 'previous download'} into {root}: {exc}")
+            continue
+        if use_cache:
+            _save_cache(tv_cache, data)
+        say(f"[helpers] {name}: {data.source}")
+        return data
+    if not download:
+        tried.append("torchvision download: not attempted (download=False)")
+    raise DataError(
+        f"could not load {name}. Tried, in order:\n  - " + "\n  - ".join(tried) +
+        f"\nFix: connect to the internet and retry, or set {env_var} to an image-folder directory or "
+        f".tar.gz (<root>/train/<class>/<image>, <root>/test/<class>/<image>), or pass path=..., "
+        f"or use load_dataset('synthetic') to work offline.")
+
+
+
+# Images per class kept in reduced mode (COURSE_FAST=1): (train, test).
+REDUCED_PER_CLASS = {"cifar10": (300, 100), "synthetic": (300, 100), "cifar100": (40, 10)}
+
+
+def course_data(name: str = "cifar10", *, fallback: bool = True, verbose: bool = True, **kwargs) -> ImageData:
+    """The dataset a notebook or the CLI works on, in the size the run mode asks for.
+
+    Loads `name` (downloads unless `$COURSE_OFFLINE=1`); when it cannot be had and `fallback` is
+    on, says so and uses the generated dataset instead, so notebooks run anywhere. With
+    `COURSE_FAST=1` both splits shrink to a stratified subset (see REDUCED_PER_CLASS).
+    """
+    from .config import fast_mode
+    from .split import stratified_subset
+    kwargs.setdefault("download", os.environ.get("COURSE_OFFLINE", "0") in ("", "0"))
+    try:
+        data = load_dataset(name, verbose=verbose, **kwargs)
+    except DataError as exc:
+        if not fallback or name == "synthetic":
+            raise
+        n_classes = DATASETS.get(name, (None, None, None, 10))[3]
+        note = (f"{name} is not available here, so this run uses the generated 'synthetic' dataset "
+                f"(10 classes of shapes) instead. To use {name}, see the README's data section.")
+        if n_classes != 10:
+            note += f" Note: synthetic has 10 classes, {name} has {n_classes}."
+        if verbose:
+            print(f"[helpers] {note}\n[helpers] ({str(exc).splitlines()[0]})")
+        data = load_dataset("synthetic", verbose=verbose)
+        data.notes.append(note)
+    if fast_mode():
+        per_train, per_test = REDUCED_PER_CLASS.get(data.name, (300, 100))
+        tr = stratified_subset(data.train_labels, per_train, seed=0)
+        te = stratified_subset(data.test_labels, per_test, seed=0)
+        data = ImageData(data.name, data.classes, data.train_images[tr], data.train_labels[tr],
+                         data.test_images[te], data.test_labels[te], source=data.source + " [reduced mode]",
+                         notes=data.notes + ["reduced mode (COURSE_FAST=1): a stratified subset"])
+        if verbose:
+            print(f"[helpers] reduced mode: {len(tr)} train / {len(te)} test images")
+    return data

@@ -47,3 +47,8 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def by_mode(full, fast):
+    """`fast` in reduced mode (COURSE_FAST=1), else `full`: e.g. `epochs = by_mode(30, 2)`."""
+    return fast if fast_mode() else full

@@ -11,7 +11,7 @@ from helpers.models import (
     DropPath, FastNet, SEResNet, TransferResNet18, build_model, count_parameters,
     init_whitening, model_names, model_spec, register_model,
 )
-from helpers.models import transfer
+from helpers.models import registry, transfer
 
 ALL_NAMES = ["fastnet", "fiveconv", "fiveconv_bn", "mlp", "resnet18", "se_resnet",
              "simple_cnn", "transfer_resnet18"]
@@ -116,7 +116,9 @@ def test_bad_kwargs_say_what_is_accepted():
     assert "num_clases" in message and "num_classes=10" in message and "hidden=" in message
 
 
-def test_register_model_refuses_a_clash_but_allows_redefinition():
+def test_register_model_refuses_a_clash_but_allows_redefinition(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # leave no trace
+
     @register_model("test_tiny")
     class Tiny(torch.nn.Module):
         def __init__(self, num_classes=10):

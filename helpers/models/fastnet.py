@@ -26,7 +26,7 @@ def _batch_norm(channels: int, momentum: float) -> nn.BatchNorm2d:
 
 
 class ConvBlock(nn.Module):
-    """conv3x3 -> max-pool 2x2 -> BN -> GELU -> conv3x3 -> BN -> GELU (pooling early saves compute)."""
+    """conv3x3 -> max-pool 2x2 -> BN -> GELU -> conv3x3 -> BN -> GELU (pooling first saves work)."""
 
     def __init__(self, in_channels: int, out_channels: int, bn_momentum: float):
         super().__init__()
@@ -87,13 +87,13 @@ def init_whitening(model: FastNet, images: torch.Tensor, eps: float = 5e-4) -> F
     """
     conv = model.whiten
     k = conv.kernel_size[0]
-    # (N, 3*k*k, L) -> (N*L, 3*k*k); unfold orders features as (channel, row, col) like conv weights.
+    # (N, 3*k*k, L) -> (N*L, 3*k*k); unfold orders features (channel, row, col), as conv weights.
     patches = torch.nn.functional.unfold(images.to(conv.weight.device).double(), kernel_size=k)
     patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
     mean = patches.mean(dim=0)
     centered = patches - mean
     covariance = centered.T @ centered / (len(centered) - 1)
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)        # ascending; columns are vectors
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending; vectors are columns
     filters = eigenvectors.T / torch.sqrt(eigenvalues.clamp_min(0) + eps)[:, None]
     filters = torch.cat([filters, -filters])                         # (2*3*k*k, 3*k*k)
     conv.weight.copy_(filters.reshape(conv.weight.shape).to(conv.weight.dtype))

@@ -9,7 +9,7 @@ from .registry import register_model
 
 @register_model("mlp")
 class MLP(nn.Module):
-    """Flatten (N, 3, 32, 32) to 3072 features, then Linear+ReLU layers: 563,082 parameters by default.
+    """Flatten (N, 3, 32, 32) to 3072 features, then Linear+ReLU layers: 563,082 parameters.
 
     3072*128+128 + 128*256+256 + 256*512+512 + 512*10+10 = 563,082.
     """

@@ -23,7 +23,7 @@ def register_model(name: str) -> Callable:
     def decorator(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         old = _REGISTRY.get(name)
         # Re-running a notebook cell redefines the same class: allow that, refuse real clashes.
-        if old is not None and old is not constructor and _qualified(old) != _qualified(constructor):
+        if old is not None and _qualified(old) != _qualified(constructor):
             raise ValueError(f"model name {name!r} is already registered to {_qualified(old)}")
         _REGISTRY[name] = constructor
         return constructor
@@ -41,7 +41,7 @@ def model_names() -> list[str]:
 
 
 def _accepted_arguments(constructor: Callable) -> str:
-    """The constructor's keyword arguments with their defaults, e.g. 'num_classes=10, hidden=...'."""
+    """The constructor's arguments with defaults, e.g. 'num_classes=10, hidden=(128, 256, 512)'."""
     parts = []
     for p in inspect.signature(constructor).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -70,7 +70,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
-    """The {"name", "kwargs"} a model was built with; looks through torch.compile and DataParallel."""
+    """The {"name", "kwargs"} a model was built with; sees through torch.compile and DataParallel."""
     for candidate in (model, getattr(model, "_orig_mod", None), getattr(model, "module", None)):
         spec = getattr(candidate, "_course_spec", None)
         if spec is not None:

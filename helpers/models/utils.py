@@ -5,5 +5,5 @@ from torch import nn
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (shared ones once); only those with requires_grad if `trainable_only`."""
+    """Number of parameters (shared ones once); only those with requires_grad if trainable_only."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -56,7 +56,7 @@ def _grid(images: np.ndarray, titles=None, ncols: int = 8, colors=None, overlays
             ax.imshow(overlays[i], cmap=jet, alpha=0.5, vmin=0, vmax=1,
                       extent=(-0.5, w - 0.5, h - 0.5, -0.5))
         if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=8, color=colors[i] if colors is not None else None)
+            ax.set_title(str(titles[i]), fontsize=8, **({"color": colors[i]} if colors is not None else {}))
     return fig
 
 
@@ -233,7 +233,7 @@ def plot_reliability(probs, labels, n_bins: int = 15, title: str | None = None):
     ax.bar(edges[:-1][filled], acc[filled], width=width[filled], align="edge",
            edgecolor="black", label="accuracy")
     ax.bar(edges[:-1][filled], (conf - acc)[filled], bottom=acc[filled], width=width[filled],
-           align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", label="gap to confidence")
+           align="edge", fill=False, hatch="//", edgecolor="tab:red", label="gap to confidence")
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -1,7 +1,7 @@
 """Batched augmentation on tensors, with no per-image Python work: it runs where the data is.
 
-Crop and flip work on uint8 NHWC batches (cheap to move and index); cutout works on normalized
-NCHW floats (filling with 0, the per-channel mean). Every random choice takes an explicit
+Images are NCHW. Crop and flip are one gather from a padded uint8 copy (cheap to index);
+cutout works on normalized floats (filling with 0, the per-channel mean). Every random choice takes an explicit
 `torch.Generator` on the batch's device, so a seed reproduces the same batches. MixUp and
 CutMix come from torchvision.transforms.v2, which already does them well on batches.
 """
@@ -10,24 +10,40 @@ from __future__ import annotations
 import torch
 
 
+def crop_flip_gather(padded: torch.Tensor, idx: torch.Tensor, size: tuple[int, int], padding: int,
+                     flip_p: float, generator: torch.Generator) -> torch.Tensor:
+    """Gather images `idx` of `padded` (N, C, H+2p, W+2p), each cut to a random HxW window and
+    mirrored with probability `flip_p`, in one indexing operation (no per-image work)."""
+    n, (c, hp, wp), (h, w), dev = len(idx), padded.shape[1:], size, padded.device
+    if padding > 0:
+        dy = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
+    else:
+        dy = dx = torch.zeros(n, dtype=torch.long, device=dev)
+    rows = dy[:, None] + torch.arange(h, device=dev)
+    cols = torch.arange(w, device=dev).expand(n, w)
+    if flip_p > 0:
+        flip = torch.rand(n, device=dev, generator=generator) < flip_p
+        cols = torch.where(flip[:, None], w - 1 - cols, cols)
+    cols = dx[:, None] + cols
+    channel = torch.arange(c, device=dev)[None, :, None, None]
+    flat = (idx[:, None, None, None] * c + channel) * (hp * wp) + rows[:, None, :, None] * wp + cols[:, None, None, :]
+    return padded.reshape(-1)[flat]  # (n, C, H, W)
+
+
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Pad each (N, H, W, C) image with zeros by `padding` and take a random HxW window of it."""
+    """Pad each (N, C, H, W) image with zeros by `padding` and take a random HxW window of it."""
     if padding <= 0:
         return x
-    n, h, w, _ = x.shape
-    padded = torch.nn.functional.pad(x, (0, 0, padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (N, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (N, 1, W)
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    return padded[batch, rows, cols]  # (N, H, W, C)
+    padded = torch.nn.functional.pad(x, (padding,) * 4).contiguous()
+    index = torch.arange(len(x), device=x.device)
+    return crop_flip_gather(padded, index, tuple(x.shape[2:]), padding, 0.0, generator)
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Mirror each (N, H, W, C) image left-right with probability `p`."""
-    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < p
-    return torch.where(flip[:, None, None, None], x.flip(2), x)
+    """Mirror each (N, C, H, W) image left-right with probability `p`."""
+    index = torch.arange(len(x), device=x.device)
+    return crop_flip_gather(x.contiguous(), index, tuple(x.shape[2:]), 0, p, generator)
 
 
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -46,9 +62,11 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
 
 def to_normalized_float(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
                         dtype: torch.dtype = torch.float32, channels_last: bool = False) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> normalized float (N, C, H, W), optionally in channels_last memory."""
-    out = x.permute(0, 3, 1, 2).to(dtype).div_(255.0).sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
-    return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    """uint8 (N, C, H, W) -> (x / 255 - mean) / std as float, optionally in channels_last memory."""
+    scale = (1.0 / (255.0 * std)).to(dtype).view(1, -1, 1, 1)
+    shift = (-mean / std).to(dtype).view(1, -1, 1, 1)
+    out = torch.addcmul(shift, x.to(dtype), scale)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:

@@ -40,7 +40,11 @@ class GpuLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.images = images.to(self.device)
+        # Stored NCHW, padded once for training so every batch is a single gather.
+        self.image_size = tuple(images.shape[1:3])
+        pixels = images.to(self.device).permute(0, 3, 1, 2)
+        pad = crop_padding if train else 0
+        self.pixels = torch.nn.functional.pad(pixels, (pad,) * 4).contiguous() if pad else pixels.contiguous()
         self.labels = labels.to(self.device)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
@@ -84,13 +88,14 @@ class GpuLoader:
                  else torch.arange(n, device=self.device))
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self._make_batch(self.images[idx], gen), self.labels[idx]
+            yield self._make_batch(idx, gen), self.labels[idx]
 
-    def _make_batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if self.crop_padding:
-            x = augment.random_crop(x, self.crop_padding, gen)
-        if self.flip:
-            x = augment.random_flip(x, gen)
+    def _make_batch(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.crop_padding or self.flip:
+            x = augment.crop_flip_gather(self.pixels, idx, self.image_size, self.crop_padding,
+                                         0.5 if self.flip else 0.0, gen)
+        else:
+            x = self.pixels[idx]
         x = augment.to_normalized_float(x, self.mean, self.std, self.dtype, self.channels_last)
         if self.cutout:
             x = augment.cutout(x, self.cutout, gen)

@@ -49,23 +49,23 @@ def test_same_seed_same_batches_and_epochs_differ(images):
 
 
 def test_flip_is_the_mirror_image():
-    x = torch.arange(2 * 4 * 5 * 3, dtype=torch.uint8).view(2, 4, 5, 3)
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.uint8).view(2, 3, 4, 5)
     gen = torch.Generator().manual_seed(0)
     out = augment.random_flip(x, gen, p=1.0)
-    assert torch.equal(out, x.flip(2)) and torch.equal(out[0, :, 0], x[0, :, -1])
+    assert torch.equal(out, x.flip(3)) and torch.equal(out[0, :, :, 0], x[0, :, :, -1])
     assert torch.equal(augment.random_flip(x, gen, p=0.0), x)
 
 
 def test_crops_come_from_the_padded_image():
     gen = torch.Generator().manual_seed(0)
-    x = torch.randint(1, 256, (64, 32, 32, 3), dtype=torch.uint8)
+    x = torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8)
     out = augment.random_crop(x, 4, gen)
     assert out.shape == x.shape
-    padded = torch.nn.functional.pad(x, (0, 0, 4, 4, 4, 4))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     offsets = set()
     for i in range(64):
         matches = [(dy, dx) for dy in range(9) for dx in range(9)
-                   if torch.equal(padded[i, dy:dy + 32, dx:dx + 32], out[i])]
+                   if torch.equal(padded[i, :, dy:dy + 32, dx:dx + 32], out[i])]
         assert matches, f"crop {i} is not a window of the padded image"
         offsets.add(matches[0])
     assert len(offsets) > 10  # offsets vary across the batch
@@ -78,6 +78,20 @@ def test_cutout_zeroes_one_square():
     zeros = (out == 0).all(1).sum((1, 2))
     assert zeros.max() == 64 and zeros.min() > 0  # full squares and squares clipped at the border
     assert torch.equal((out == 0)[:, 0], (out == 0)[:, 2])  # same square in every channel
+
+
+def test_loader_batch_is_a_crop_and_maybe_a_mirror_of_its_image(images):
+    loader = GpuLoader(images, np.arange(103), batch_size=103, mean=(0, 0, 0), std=(1, 1, 1), seed=2)
+    x, y = next(iter(loader))
+    padded = torch.nn.functional.pad(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, (4, 4, 4, 4))
+    flips = 0
+    for xi, i in zip(x, y.tolist()):
+        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        plain = any(torch.allclose(w, xi) for w in windows)
+        mirrored = any(torch.allclose(w.flip(2), xi) for w in windows)
+        assert plain or mirrored, f"batch image for index {i} is not a window of its padded image"
+        flips += mirrored and not plain
+    assert 20 < flips < 80
 
 
 def test_train_loader_augments_but_eval_loader_does_not(images):
@@ -104,7 +118,7 @@ def test_bad_input_is_explained():
 
 def test_denormalize_inverts_normalization(images):
     mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
-    x = augment.to_normalized_float(torch.from_numpy(images), torch.tensor(mean), torch.tensor(std))
+    x = augment.to_normalized_float(torch.from_numpy(images).permute(0, 3, 1, 2), torch.tensor(mean), torch.tensor(std))
     assert torch.equal(augment.denormalize(x, mean, std), torch.from_numpy(images))
 
 

@@ -70,7 +70,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
-    """The {"name", "kwargs"} a model was built with; sees through torch.compile and DataParallel."""
+    """The {"name", "kwargs"} a model was built with; sees through torch.compile, DataParallel."""
     for candidate in (model, getattr(model, "_orig_mod", None), getattr(model, "module", None)):
         spec = getattr(candidate, "_course_spec", None)
         if spec is not None:

@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` (the course's main job) and `make test`.
+# Each creates and fills .venv when it is missing. See DEVELOPERS.md for the torch build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch build to install; on a GPU farm pick the wheel for its CUDA (DEVELOPERS.md).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test release check-release lab clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (nbgrader 0.9); set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m helpers demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+# Instructors: rebuild release/ from source/ with nbgrader, or check that it matches.
+release: $(VENV)/.installed
+	$(PY) -m helpers.grading.course release
+
+check-release: $(VENV)/.installed
+	$(PY) -m helpers.grading.course check
+
+# Students: open JupyterLab on the release notebooks.
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab release/
+
+clean-venv:
+	rm -rf $(VENV)

@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise  # a real import error inside the command, not a missing command
             continue  # a command not built yet
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
         sub.choices[name].set_defaults(_run=module.run)

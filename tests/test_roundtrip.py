@@ -1,0 +1,206 @@
+"""The whole nbgrader round trip, for every assignment with an entry in WRONG_ANSWERS.
+
+In a temporary course folder, with reduced mode and the generated dataset: generate the release,
+validate the source (passes) and the release (fails), then autograde three simulated students in
+one run: "solution" scores full marks, "blank" scores zero, and "tampered" loses exactly the points
+of its one wrong answer although it also deletes, edits and skip-tags test cells and hangs in an
+answer cell. Then feedback (without hidden tests) and the CSV export.
+"""
+import csv
+import html
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.config import PROJECT_ROOT
+from helpers.grading import course, simulate
+
+pytest.importorskip("nbgrader")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning"),  # nbgrader's gradebook sessions
+    pytest.mark.filterwarnings("ignore:Cell is missing an id field"),  # cells nbgrader re-adds carry no id
+]
+
+ASSIGNMENTS = [a for a in course.assignments() if a in simulate.WRONG_ANSWERS]
+STUDENTS = ("solution", "blank", "tampered")
+# Per-cell limit in these runs: longer than the slowest honest cell here, short enough that the
+# simulated hang costs little. COURSE_TEST_CELL_TIMEOUT overrides it on a slow machine.
+TEST_CELL_TIMEOUT = os.environ.get("COURSE_TEST_CELL_TIMEOUT", "20")
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory):
+    """Environment for nbgrader's kernels (they inherit ours): reduced mode, offline, a private data folder."""
+    data_dir = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_FAST", "1")
+        mp.setenv("COURSE_OFFLINE", "1")
+        mp.setenv("COURSE_DATA_DIR", str(data_dir))
+        mp.setenv("COURSE_CELL_TIMEOUT", TEST_CELL_TIMEOUT)
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
+        # Plots are not graded; drawing them without the inline backend saves ~2.5 s a notebook run.
+        mp.setenv("MPLBACKEND", "Agg")
+        for var in ("COURSE_CIFAR10", "COURSE_CIFAR100", "COURSE_SKIP_TAG", "COURSE_TRAINING_TIMEOUT"):
+            mp.delenv(var, raising=False)
+        from helpers.data import load_dataset
+        load_dataset("synthetic", root=data_dir)  # build the cache once, outside the timed cells
+        yield data_dir
+
+
+def _notebooks(folder: Path) -> dict:
+    return {p.stem: simulate.read(p) for p in sorted(folder.glob("*.ipynb"))}
+
+
+@pytest.fixture(scope="module", params=ASSIGNMENTS)
+def graded(request, kernel_env, tmp_path_factory):
+    """One assignment taken through release, validation, submission and a single autograde run."""
+    name = request.param
+    wrong_id = simulate.WRONG_ANSWERS[name][0]
+    timings = {}
+    t0 = time.perf_counter()
+    root = course.make_course_dir(tmp_path_factory.mktemp(f"course-{name}"), [name])
+    release_dir = course.generate_release(root, name)
+    sources, releases = _notebooks(root / "source" / name), _notebooks(release_dir)
+    timings["generate"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    validation = {
+        "source": {nb: course.validate(root / "source" / name / f"{nb}.ipynb", root) for nb in sources},
+        "release": {nb: course.validate(release_dir / f"{nb}.ipynb", root) for nb in releases},
+    }
+    timings["validate"] = time.perf_counter() - t0
+
+    plans = {}
+    submissions = {"solution": {}, "blank": {}, "tampered": {}}
+    for nb in releases:
+        submissions["solution"][nb] = simulate.solution(releases[nb], sources[nb])
+        submissions["blank"][nb] = simulate.blank(releases[nb])
+        if wrong_id in simulate.answer_ids(sources[nb]):
+            submissions["tampered"][nb], plans[nb] = simulate.tampered(releases[nb], sources[nb], name)
+        else:
+            submissions["tampered"][nb] = submissions["solution"][nb]
+    assert len(plans) == 1, f"{name}: {wrong_id!r} must be the grade_id of an answer cell in one notebook"
+    for student, nbs in submissions.items():
+        course.submit(root, student, name, nbs)
+
+    t0 = time.perf_counter()
+    course.autograde(root, name, list(STUDENTS))
+    timings["autograde"] = time.perf_counter() - t0
+    grades = {s: course.read_grades(root, name, s) for s in STUDENTS}
+    print(f"\n{name} round trip timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    return {"name": name, "root": root, "sources": sources, "validation": validation,
+            "plans": plans, "grades": grades, "timings": timings}
+
+
+def _auto_ids(graded) -> list[str]:
+    return [gid for nb in graded["sources"].values() for gid in simulate.autograded_ids(nb)]
+
+
+def _autograded_nb(graded, student, nb):
+    return simulate.read(graded["root"] / "autograded" / student / graded["name"] / f"{nb}.ipynb")
+
+
+def test_source_passes_validation(graded):
+    for nb, result in graded["validation"]["source"].items():
+        assert result["passed"], f"{nb}: the source notebook fails validation:\n" + "\n".join(
+            f"--- {f['source'][:200]}\n{f['error'][-800:]}" for f in result["failed"]) + str(result["changed"])
+
+
+def test_release_fails_validation(graded):
+    for nb, result in graded["validation"]["release"].items():
+        assert not result["passed"] and result["failed"], f"{nb}: the blank release notebook passes validation"
+
+
+def test_solution_scores_full_marks(graded):
+    grades = graded["grades"]["solution"]
+    lost = {gid: grades[gid] for gid in _auto_ids(graded) if grades[gid][0] != grades[gid][1]}
+    assert not lost, f"the solution loses points in {lost}"
+
+
+def test_blank_scores_zero(graded):
+    grades = graded["grades"]["blank"]
+    scored = {gid: grades[gid] for gid in _auto_ids(graded) if grades[gid][0] != 0}
+    assert not scored, f"the blank submission scores in {scored}"
+
+
+def test_tampered_loses_exactly_the_wrong_answer(graded):
+    (nb, plan), = graded["plans"].items()
+    grades = graded["grades"]["tampered"]
+    ids = _auto_ids(graded)
+    lost = sum(grades[g][1] - grades[g][0] for g in ids)
+    assert grades[plan["wrong_tests"]][0] < grades[plan["wrong_tests"]][1], \
+        f"the wrong answer in {plan['wrong']} passed its (skip-execution tagged) tests: {grades[plan['wrong_tests']]}"
+    assert lost == pytest.approx(plan["points_lost"]), \
+        f"expected to lose {plan['points_lost']} points, lost {lost}: {[(g, grades[g]) for g in ids]}"
+    for gid in (plan["deleted"], plan["edited"]):
+        if gid:
+            assert grades[gid][0] == grades[gid][1], f"{gid} was not graded normally: {grades[gid]}"
+    if plan["noisy"]:  # its function wrote a warning and a progress bar to stderr in the test cell
+        tests_id = plan["noisy"][:-len("-answer")] + "-tests"
+        assert grades[tests_id][0] == grades[tests_id][1], f"stderr noise cost points in {tests_id}"
+
+
+def test_tampered_notebook_was_repaired_and_timed_out(graded):
+    (nb, plan), = graded["plans"].items()
+    source = graded["sources"][nb]
+    out = _autograded_nb(graded, "tampered", nb)
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in out.cells]
+    assert plan["deleted"] in ids, f"deleted test cell {plan['deleted']} was not restored"
+    if plan["edited"]:
+        edited = out.cells[ids.index(plan["edited"])]
+        assert edited.source == source.cells[simulate.cell_index(source, plan["edited"])].source, \
+            "the test cell edited to `pass` was not restored"
+    skipped = out.cells[ids.index(plan["skip_tagged"])]
+    assert skipped.execution_count is not None, "the skip-execution tagged test cell did not run"
+    if plan["noisy"]:  # the noise was there, and IgnorePattern removed it from the test cell
+        noisy = out.cells[ids.index(plan["noisy"][:-len("-answer")] + "-tests")]
+        assert not [o for o in noisy.outputs if o.get("name") == "stderr"], noisy.outputs
+    hung = out.cells[ids.index(plan["hung"])]
+    errors = [o for o in hung.outputs if o.output_type == "error"]
+    assert errors and "Timeout" in errors[-1].ename + " ".join(errors[-1].traceback), \
+        f"the hanging answer cell {plan['hung']} has no timeout error: {hung.outputs}"
+
+
+def _hidden_lines(nb) -> list[str]:
+    """The non-trivial lines that occur only inside hidden-test regions."""
+    hidden, visible = [], set()
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.split("\n"):
+            if "BEGIN HIDDEN TESTS" in line or "END HIDDEN TESTS" in line:
+                inside = "BEGIN" in line
+            elif len(line.strip()) >= 12:
+                (hidden.append if inside else visible.add)(line.strip())
+    return [line for line in hidden if line not in visible]
+
+
+def _html_text(path: Path) -> str:
+    """The visible text of an HTML file (tags removed, entities decoded), as code appears in it."""
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8")))
+
+
+def test_feedback_hides_hidden_tests_and_export_works(graded, tmp_path):
+    name, root = graded["name"], graded["root"]
+    feedback = course.generate_feedback(root, name)
+    for nb, source in graded["sources"].items():
+        hidden = _hidden_lines(source)
+        assert hidden, f"{nb} has no hidden tests"
+        for student in STUDENTS:
+            page = feedback / student / name / f"{nb}.html"
+            text = _html_text(page)
+            assert "def " in text, f"{page} shows no code"
+            shown = [ln for ln in hidden if ln in text]
+            assert not shown, f"{page} shows hidden test lines: {shown[:3]}"
+            assert "HIDDEN TESTS" not in text.replace("hidden tests: not shown", "")
+    tampered = _html_text(feedback / "tampered" / name / f"{next(iter(graded['plans']))}.html")
+    assert "AssertionError" in tampered, "the feedback does not say why the wrong answer failed"
+
+    dest = course.export_grades(root, tmp_path / "grades.csv")
+    rows = {r["student_id"]: r for r in csv.DictReader(dest.open()) if r["assignment"] == name}
+    assert set(rows) == set(STUDENTS)
+    total = sum(graded["grades"]["solution"][g][1] for g in _auto_ids(graded))
+    assert float(rows["solution"]["score"]) == pytest.approx(total)
+    assert float(rows["blank"]["score"]) == 0

@@ -13,7 +13,6 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from .registry import register_model
@@ -24,6 +23,7 @@ DOWNLOAD_TIMEOUT_S = 20  # per network operation: an offline machine fails fast 
 
 def _imagenet_resnet18() -> nn.Module:
     """torchvision's ResNet-18 with ImageNet weights (downloads them unless cached)."""
+    import torchvision  # imported here: it takes seconds, and only this model needs it
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
@@ -59,6 +59,7 @@ class TransferResNet18(nn.Module):
                     stacklevel=2,
                 )
         if backbone is None:
+            import torchvision
             backbone = torchvision.models.resnet18(weights=None)
         backbone.fc = nn.Linear(backbone.fc.in_features, num_classes)
         self.backbone = backbone

@@ -20,6 +20,35 @@ WRONG_ANSWERS: dict[str, tuple[str, str, float]] = {
                 "    values, counts = np.unique(labels, return_counts=True)\n"
                 "    return counts.astype(np.int64)\n",
                 2.0),
+    # Draws ONE offset for the whole batch (what v2.RandomCrop does to a batch tensor): every image
+    # is a valid window of its padded self, so the visible checks pass; the hidden per-image check fails.
+    "02_augmentation": ("random_crop-answer",
+                        "def random_crop(x, padding, generator):\n"
+                        "    if padding == 0:\n"
+                        "        return x\n"
+                        "    n, c, h, w = x.shape\n"
+                        "    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))\n"
+                        "    dy, dx = torch.randint(0, 2 * padding + 1, (2,), generator=generator).tolist()\n"
+                        "    return padded[:, :, dy:dy + h, dx:dx + w]\n",
+                        3.0),
+    # Always uses a projection shortcut: right for the downsampling block the visible checks use,
+    # wrong (4,224 extra parameters) for a block whose shapes match.
+    "03_models": ("BasicBlock-answer",
+                  "class BasicBlock(nn.Module):\n"
+                  "    def __init__(self, in_channels, out_channels, stride=1):\n"
+                  "        super().__init__()\n"
+                  "        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)\n"
+                  "        self.bn1 = nn.BatchNorm2d(out_channels)\n"
+                  "        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)\n"
+                  "        self.bn2 = nn.BatchNorm2d(out_channels)\n"
+                  "        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),\n"
+                  "                                      nn.BatchNorm2d(out_channels))\n"
+                  "\n"
+                  "    def forward(self, x):\n"
+                  "        out = torch.relu(self.bn1(self.conv1(x)))\n"
+                  "        out = self.bn2(self.conv2(out))\n"
+                  "        return torch.relu(out + self.shortcut(x))\n",
+                  3.0),
 }
 
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")

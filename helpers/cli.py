@@ -20,6 +20,18 @@ COMMANDS = {
 class _Parser(argparse.ArgumentParser):
     """argparse that lists the valid options when it meets an unknown one."""
 
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports a subcommand's unknown options from the top-level parser, which
+        # knows only --help; report them from the subcommand's parser, which lists its own.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            chosen = self
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    chosen = action.choices.get(getattr(parsed, action.dest, None), self)
+            chosen.error("unrecognized arguments: " + " ".join(extras))
+        return parsed
+
     def error(self, message):
         if "unrecognized arguments" in message or "invalid choice" in message:
             opts = sorted({o for a in self._actions for o in a.option_strings if o.startswith("--")})

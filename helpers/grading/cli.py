@@ -1,0 +1,271 @@
+"""`python -m helpers grade`: score the challenge models outside the students' kernels.
+
+    python -m helpers grade 06_challenge [--course-root .] [--dataset cifar10] [--timeout 120]
+        [--allow-synthetic] [--points-from-gradebook] [--db GRADEBOOK] [--out DIR]
+        [--shard I --of N | --students a,b] [--scan-autograded] [--device cuda]
+    python -m helpers grade merge --into gradebook.db shards/gradebook-0.db shards/gradebook-1.db ...
+        [--reports shards/out-*/grades-06_challenge.csv --assignment 06_challenge --out DIR]
+    python -m helpers grade shard-students 06_challenge --shard I --of N [--course-root .]
+    python -m helpers grade shard-init --from gradebook.db --to shards/gradebook-I.db
+
+The first word picks the action: `merge`, `shard-students`, `shard-init`, or else the name of
+the assignment to score. Scoring runs after `nbgrader autograde`: for every student with
+autograded/<student>/<assignment> (or submitted/), each scored part (task cell `model-score`:
+challenge_model.pt on CIFAR-10; `cifar100-score`: cifar100_model.pt on CIFAR-100, when the
+assignment has that cell) is scored in a fresh process and written into the gradebook; then
+grades-<assignment>.csv, a histogram PNG and tamper-<assignment>.csv go to --out (default
+<course-root>/reports). The checkpoint scored is the student's submitted file (autograde runs
+the student's code, which could overwrite the autograded copy); the autograded copy is used
+only when no submitted one exists. Exit code 0 when the run finished (zero scores included),
+2 on misuse: unknown assignment, no gradebook, no score cell, no test data, bad tiers file.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+from .challenge import CIFAR100_SCORE_CELL, SCORE_CELL, SCORED_PARTS
+
+ACTIONS = ("merge", "shard-students", "shard-init")
+
+
+class UsageError(Exception):
+    """The command cannot run as asked (exit code 2); the message says what to fix."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n\n", 1)[1]
+    parser.add_argument("target", help="an assignment to score (e.g. 06_challenge), or merge | shard-students | shard-init")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="that action's options (see below)")
+
+
+def _score_parser(assignment: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m helpers grade {assignment}")
+    p.add_argument("--course-root", default=".", help="the nbgrader course folder (default: .)")
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "synthetic"],
+                   help="test set of the model-score part (default: cifar10; the cifar100 part always uses cifar100)")
+    p.add_argument("--timeout", type=float, default=120, help="seconds per checkpoint before it scores 0 (default: 120)")
+    p.add_argument("--allow-synthetic", action="store_true",
+                   help="score on the generated dataset when the real one is missing (demo, tests; said in every reason)")
+    p.add_argument("--points-from-gradebook", action="store_true",
+                   help="take each score cell's points from the gradebook instead of the release notebook")
+    p.add_argument("--db", help="gradebook file or URL (default: the course's, from nbgrader_config.py)")
+    p.add_argument("--out", help="folder for the CSVs and the histogram (default: <course-root>/reports)")
+    p.add_argument("--shard", type=int, help="with --of: score only students i with i mod N == shard")
+    p.add_argument("--of", type=int, help="number of shards")
+    p.add_argument("--students", help="comma-separated student ids to score (default: all)")
+    p.add_argument("--scan-autograded", action="store_true", help="also scan the autograded notebooks for tampering")
+    p.add_argument("--device", help="device for scoring (default: CUDA when available, else the CPU)")
+    return p
+
+
+def assignment_students(course_root, assignment: str) -> list[str]:
+    """Sorted ids of the students with submitted/ or autograded/ folders for the assignment."""
+    names = set()
+    for stage in ("submitted", "autograded"):
+        folder = Path(course_root) / stage
+        if folder.is_dir():
+            names |= {p.name for p in folder.iterdir() if (p / assignment).is_dir()}
+    return sorted(names)
+
+
+def shard_students(students: list[str], shard: int, of: int) -> list[str]:
+    """The students of one shard: index i (in sorted order) with i mod `of` == `shard`."""
+    if of < 1 or not 0 <= shard < of:
+        raise UsageError(f"--shard must lie in [0, --of) and --of must be at least 1, got {shard} of {of}")
+    return [s for i, s in enumerate(sorted(students)) if i % of == shard]
+
+
+def _course_db(course_root, db) -> str:
+    """The gradebook URL: --db when given, else the course's CourseDirectory.db_url."""
+    from .gradebook import db_url
+    if db:
+        return db_url(db)
+    from nbgrader.coursedir import CourseDirectory
+    from .course import load_config
+    return CourseDirectory(config=load_config(course_root)).db_url
+
+
+def _release_points(course_root, assignment: str) -> dict:
+    """{grade_id: points} of the cells in the release (or source) notebooks."""
+    from .tamper import release_notebooks
+    points = {}
+    for nb in release_notebooks(course_root, assignment).values():
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade_id") and "points" in meta:
+                points[meta["grade_id"]] = float(meta["points"])
+    return points
+
+
+def _parts(url: str, course_root, assignment: str, opts) -> list[dict]:
+    """The scored parts this assignment has: cell, checkpoint name, dataset, max points."""
+    from .gradebook import GradebookError, find_cell, open_gradebook
+    release = _release_points(course_root, assignment)
+    parts = []
+    try:
+        with open_gradebook(url) as gb:
+            for cell, (checkpoint, dataset) in SCORED_PARTS.items():
+                found = find_cell(gb, assignment, cell)
+                if found is None:
+                    continue
+                points = found[1] if opts.points_from_gradebook or cell not in release else release[cell]
+                parts.append({"cell": cell, "checkpoint": checkpoint, "max_points": points, "tiers_key": dataset,
+                              "dataset": opts.dataset if cell == SCORE_CELL else dataset})
+    except GradebookError as exc:
+        raise UsageError(str(exc)) from None
+    if not parts:
+        raise UsageError(f"{assignment} has no score cell ({SCORE_CELL!r} or {CIFAR100_SCORE_CELL!r}) in the gradebook")
+    return parts
+
+
+def _warm_data(parts: list[dict], allow_synthetic: bool) -> None:
+    """Load each test set once here (decoding and caching it), so no worker spends its time limit on that."""
+    from ..data import DataError, course_data
+    for dataset in sorted({p["dataset"] for p in parts}):
+        try:
+            data = course_data(dataset, fallback=allow_synthetic, verbose=False)
+        except DataError as exc:
+            raise UsageError(f"no {dataset} test data: {str(exc).splitlines()[0]}. Set $COURSE_CIFAR10/"
+                             "$COURSE_CIFAR100, or pass --allow-synthetic to use the generated dataset") from None
+        print(f"[grade] {dataset} test set: {len(data.test_labels)} images from {data.source}"
+              + (f" -- NOTE: {data.notes[0]}" if data.notes else ""))
+
+
+def _checkpoint(course_root: Path, student: str, assignment: str, name: str) -> Path:
+    """The student's submitted checkpoint, or the autograded copy when nothing was submitted."""
+    submitted = course_root / "submitted" / student / assignment / name
+    autograded = course_root / "autograded" / student / assignment / name
+    return submitted if submitted.exists() or submitted.is_symlink() or not autograded.exists() else autograded
+
+
+def _changed_checkpoints(course_root: Path, assignment: str, students, names) -> list:
+    """Tamper findings for checkpoints whose autograded copy differs from the submitted file."""
+    from .tamper import Finding
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    found = []
+    for student in students:
+        for name in names:
+            a = course_root / "submitted" / student / assignment / name
+            b = course_root / "autograded" / student / assignment / name
+            if a.is_file() and b.is_file() and not a.is_symlink() and digest(a) != digest(b):
+                found.append(Finding(student, name, "(file)", None, "", "the checkpoint changed during autograde "
+                                     "(the submitted file was scored)"))
+    return found
+
+
+def grade_assignment(assignment: str, opts) -> int:
+    """Score every student's checkpoints, fill the gradebook, write the reports; 0 when it finished."""
+    from . import report
+    from .gradebook import write_scores
+    from .score import score_checkpoint
+    from .tamper import scan_assignment, write_csv
+    from .tiers import load_tiers
+    root = Path(opts.course_root).resolve()
+    url = _course_db(root, opts.db)
+    parts = _parts(url, root, assignment, opts)
+    try:
+        tables = load_tiers(root)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    students = assignment_students(root, assignment)
+    if opts.shard is not None or opts.of is not None:
+        students = shard_students(students, opts.shard or 0, opts.of or 1)
+    if opts.students:
+        wanted = [s.strip() for s in opts.students.split(",") if s.strip()]
+        students = [s for s in students if s in wanted]
+    _warm_data(parts, opts.allow_synthetic)
+    out = Path(opts.out) if opts.out else root / "reports"
+    rows = []
+    for part in parts:
+        print(f"[grade] {part['cell']}: {part['checkpoint']} on {part['dataset']}, {part['max_points']:g} points, "
+              f"{len(students)} students")
+        results = []
+        for student in students:
+            try:
+                result = score_checkpoint(_checkpoint(root, student, assignment, part["checkpoint"]),
+                                          dataset=part["dataset"], max_points=part["max_points"],
+                                          tiers=tables[part["tiers_key"]], timeout=opts.timeout,
+                                          allow_synthetic=opts.allow_synthetic, student=student, device=opts.device)
+            except Exception as exc:  # a grader bug must not stop the class: this row is not written
+                result = {"student": student, "dataset": part["dataset"], "status": "error", "points": 0.0,
+                          "max_points": part["max_points"], "seconds": 0.0,
+                          "reason": f"the grader failed ({type(exc).__name__}: {exc}); not written"}
+            result["part"] = part["tiers_key"]
+            print(f"  {student}: {result['points']:g}/{part['max_points']:g} ({result['seconds']:.1f} s) {result['reason']}")
+            results.append(result)
+        for line in write_scores(url, assignment, part["cell"], results):
+            print(f"  skipped {line}")
+        rows += results
+    paths = report.write_report(rows, out, assignment)
+    findings = scan_assignment(root, assignment, autograded=opts.scan_autograded, students=set(students))
+    findings += _changed_checkpoints(root, assignment, students, [p["checkpoint"] for p in parts])
+    tamper_csv = write_csv(findings, out / f"tamper-{assignment}.csv")
+    print()
+    report.print_table(rows)
+    print()
+    report.print_findings(findings)
+    print(f"\nwrote {paths['csv']}\nwrote {paths['histogram']}\nwrote {tamper_csv}")
+    return 0
+
+
+def _merge(argv: list[str]) -> int:
+    from . import report
+    from .gradebook import merge_gradebooks
+    p = argparse.ArgumentParser(prog="python -m helpers grade merge",
+                                description="merge shard gradebooks into the course gradebook (idempotent)")
+    p.add_argument("--into", required=True, help="the course gradebook (it must hold the assignment already)")
+    p.add_argument("shards", nargs="+", help="shard gradebook files")
+    p.add_argument("--reports", nargs="*", default=[], help="shard grades CSVs to combine into one report")
+    p.add_argument("--assignment", default="06_challenge", help="names the combined report (default: %(default)s)")
+    p.add_argument("--out", default="reports", help="folder for the combined report (default: %(default)s)")
+    opts = p.parse_args(argv)
+    summary = merge_gradebooks(opts.shards, opts.into)
+    print(f"merged {summary['submissions']} submissions of {summary['students']} students from "
+          f"{summary['shards']} shards into {opts.into}")
+    if opts.reports:
+        paths = report.write_report(report.read_rows(opts.reports), opts.out, opts.assignment)
+        print(f"wrote {paths['csv']}\nwrote {paths['histogram']}")
+    return 0
+
+
+def _shard_list(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m helpers grade shard-students",
+                                description="print the students of one shard, one per line")
+    p.add_argument("assignment")
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--of", type=int, required=True)
+    p.add_argument("--course-root", default=".")
+    opts = p.parse_args(argv)
+    for student in shard_students(assignment_students(opts.course_root, opts.assignment), opts.shard, opts.of):
+        print(student)
+    return 0
+
+
+def _shard_init(argv: list[str]) -> int:
+    from .gradebook import empty_copy
+    p = argparse.ArgumentParser(prog="python -m helpers grade shard-init",
+                                description="create a shard gradebook: the course's structure, no submissions")
+    p.add_argument("--from", dest="source", required=True, help="the course gradebook")
+    p.add_argument("--to", dest="target", required=True, help="the shard gradebook to write")
+    opts = p.parse_args(argv)
+    print(f"wrote {empty_copy(opts.source, opts.target)}")
+    return 0
+
+
+def run(args) -> int:
+    from .gradebook import GradebookError
+    actions = dict(zip(ACTIONS, (_merge, _shard_list, _shard_init)))
+    try:
+        if args.target in actions:
+            return actions[args.target](args.rest)
+        return grade_assignment(args.target, _score_parser(args.target).parse_args(args.rest))
+    except (UsageError, GradebookError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

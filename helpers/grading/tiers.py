@@ -1,0 +1,136 @@
+"""The grading tiers of the challenge, in one place: defaults from the course design, or a JSON file.
+
+A tier table maps a metric to a fraction of the cell's points. The first tier (from the top)
+whose condition holds gives the fraction; below every tier the fraction is 0.
+
+Boundary semantics (exact, tested):
+- `{"above": t, ...}` holds when value > t (strictly greater);
+- `{"at_least": t, ...}` holds when value >= t.
+The value is rounded to 9 decimals before comparing, so 7000/10000 counts as exactly 0.70.
+A NaN value (a model that cannot be scored) is below every tier.
+
+Defaults (COURSE_DESIGN.md):
+- CIFAR-10 test accuracy: > 0.80 -> 100%, >= 0.70 -> 90%, >= 0.65 -> 80%, >= 0.60 -> 70%,
+  >= 0.50 -> 60%, else 0. (80% exactly is in the 70-80% band; 70% exactly too.)
+- CIFAR-100 test macro-F1: >= 0.85 -> 100%, >= 0.80 -> 90%, >= 0.75 -> 80%, >= 0.70 -> 70%,
+  >= 0.65 -> 60%, >= 0.55 -> 50%, else 0.
+
+Override: a file `grading_tiers.json` in the course root, with either or both datasets:
+
+    {
+      "cifar10":  {"metric": "accuracy",
+                   "tiers": [{"above": 0.80, "fraction": 1.0},
+                             {"at_least": 0.70, "fraction": 0.9},
+                             {"at_least": 0.50, "fraction": 0.6}]},
+      "cifar100": {"metric": "macro_f1",
+                   "tiers": [{"at_least": 0.60, "fraction": 1.0}]}
+    }
+
+`metric` is "accuracy" or "macro_f1"; thresholds and fractions lie in [0, 1]. A dataset left
+out keeps its default. A malformed file raises ValueError naming the file and the problem.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+TIERS_FILE = "grading_tiers.json"
+METRICS = ("accuracy", "macro_f1")
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One band: `fraction` of the points when the value is > threshold (strict) or >= threshold."""
+    threshold: float
+    fraction: float
+    strict: bool = False
+
+    def holds(self, value: float) -> bool:
+        return value > self.threshold if self.strict else value >= self.threshold
+
+    def condition(self) -> str:
+        return f"{'>' if self.strict else '>='} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class TierTable:
+    """The metric a dataset is graded on and its tiers, highest first."""
+    metric: str
+    tiers: tuple[Tier, ...]
+
+
+DEFAULT_TIERS: dict[str, TierTable] = {
+    "cifar10": TierTable("accuracy", (
+        Tier(0.80, 1.0, strict=True), Tier(0.70, 0.9), Tier(0.65, 0.8), Tier(0.60, 0.7), Tier(0.50, 0.6))),
+    "cifar100": TierTable("macro_f1", (
+        Tier(0.85, 1.0), Tier(0.80, 0.9), Tier(0.75, 0.8), Tier(0.70, 0.7), Tier(0.65, 0.6), Tier(0.55, 0.5))),
+}
+
+
+def tier_fraction(value, tiers) -> tuple[float, str]:
+    """(fraction of the points, a short text saying which tier) for a metric value.
+
+    `tiers` is a TierTable or a sequence of Tier. Example: (0.9, "0.7312 >= 0.7: 90%").
+    """
+    table = tiers.tiers if isinstance(tiers, TierTable) else tuple(tiers)
+    ordered = sorted(table, key=lambda t: (t.threshold, t.strict), reverse=True)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = math.nan
+    if math.isnan(value):
+        return 0.0, "no value: 0%"
+    rounded = round(value, 9)
+    for tier in ordered:
+        if tier.holds(rounded):
+            return tier.fraction, f"{rounded:.4f} {tier.condition()}: {tier.fraction:.0%}"
+    lowest = ordered[-1].condition() if ordered else "any tier"
+    return 0.0, f"{rounded:.4f} is below the lowest tier ({lowest}): 0%"
+
+
+def _parse_table(name: str, raw, where: str) -> TierTable:
+    """A TierTable from its JSON form, or ValueError saying what is wrong."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("tiers"), list) or not raw["tiers"]:
+        raise ValueError(f"{where}: {name!r} must be an object with a non-empty list 'tiers'")
+    metric = raw.get("metric", DEFAULT_TIERS.get(name, DEFAULT_TIERS["cifar10"]).metric)
+    if metric not in METRICS:
+        raise ValueError(f"{where}: {name!r} has metric {metric!r}; choose one of {', '.join(METRICS)}")
+    tiers = []
+    for i, item in enumerate(raw["tiers"]):
+        keys = set(item) if isinstance(item, dict) else set()
+        bound = keys & {"above", "at_least"}
+        if len(bound) != 1 or "fraction" not in keys or keys - {"above", "at_least", "fraction"}:
+            raise ValueError(f"{where}: {name!r} tier {i} must have 'fraction' and exactly one of "
+                             f"'above' or 'at_least', got {item!r}")
+        key = bound.pop()
+        threshold, fraction = item[key], item["fraction"]
+        for label, number in (("threshold", threshold), ("fraction", fraction)):
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number <= 1:
+                raise ValueError(f"{where}: {name!r} tier {i}: {label} {number!r} is not a number in [0, 1]")
+        tiers.append(Tier(float(threshold), float(fraction), strict=(key == "above")))
+    return TierTable(metric, tuple(sorted(tiers, key=lambda t: (t.threshold, t.strict), reverse=True)))
+
+
+def load_tiers(course_root=None) -> dict[str, TierTable]:
+    """The tier tables: the defaults, with any dataset given in `<course_root>/grading_tiers.json` replaced."""
+    tables = dict(DEFAULT_TIERS)
+    path = Path(course_root) / TIERS_FILE if course_root is not None else None
+    if path is None or not path.is_file():
+        return tables
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: must hold an object keyed by dataset (cifar10, cifar100)")
+    for name, table in raw.items():
+        tables[name] = _parse_table(name, table, str(path))
+    return tables
+
+
+def describe(table: TierTable) -> str:
+    """One line listing a table, e.g. 'accuracy > 0.8: 100%, >= 0.7: 90%, ... else 0'."""
+    parts = [f"{t.condition()}: {t.fraction:.0%}" for t in table.tiers]
+    return f"{table.metric} " + ", ".join(parts) + ", else 0%"

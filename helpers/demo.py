@@ -1,36 +1,167 @@
-"""`python -m helpers demo`: the course's main job on whatever data this machine has.
+"""`python -m helpers demo`: the course's whole loop on the data this machine has.
 
-For now: find or fetch CIFAR-10 (falling back to the generated dataset, and saying so), build
-the decoded cache, print a summary with the training split's channel statistics, and save a
-grid of sample images.
+1. find the data (CIFAR-10 when present, otherwise the generated dataset, and say which);
+2. generate the release of every assignment with nbgrader, in a fresh course folder;
+3. create simulated students: a full solution, a blank one, a partly wrong one, and for the
+   challenge one whose checkpoint is missing and one whose checkpoint is hostile;
+4. autograde every assignment, score the challenge models outside the students' kernels,
+   export the grades, and print the gradebook with the path of the class histogram.
+
+It runs in reduced mode (COURSE_FAST=1) unless `--full` is given, so it takes minutes on a CPU.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import os
+import shutil
 import time
+import warnings
 from pathlib import Path
 
 from .config import PROJECT_ROOT
-from .data import course_data
-from .split import channel_mean_std, stratified_subset
+
+STUDENTS = {
+    "ada": "full solution",
+    "ben": "blank: the release as handed out",
+    "cy": "partly wrong: one function wrong in each notebook",
+    "dee": "challenge only: full solution, but the checkpoint was not submitted",
+    "eve": "challenge only: full solution, with a hostile checkpoint (a pickle that runs code)",
+}
+CHALLENGE = "06_challenge"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "synthetic"])
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "demo", help="output folder")
+    parser.add_argument("--assignments", nargs="*", help="assignments to run (default: all of source/)")
+    parser.add_argument("--full", action="store_true", help="full data and epochs instead of reduced mode")
+
+
+class HostilePayload:
+    """Unpickling this would create the file `marker`; the scoring must never run it."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _say(message: str) -> None:
+    print(f"\n== {message}", flush=True)
+
+
+def _run_notebook(nb, folder: Path, timeout: int = 900):
+    """Execute a notebook in `folder`, as a student runs it before submitting (writes checkpoints)."""
+    from nbclient import NotebookClient
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+def _submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[str]:
+    """Write the simulated students' submissions for one assignment; returns who submitted."""
+    import torch
+
+    from .grading import simulate
+    from .grading.challenge import CHECKPOINT_NAME
+    from .grading.course import submit
+    name = f"{assignment}.ipynb"
+    solved = simulate.solution(release_nb, source_nb)
+    wrong = simulate.WRONG_ANSWERS.get(assignment)
+    partly = simulate.with_answer(solved, wrong[0], wrong[1]) if wrong else solved
+    submit(root, "ada", assignment, {name: solved})
+    submit(root, "ben", assignment, {name: simulate.blank(release_nb)})
+    submit(root, "cy", assignment, {name: partly})
+    if assignment != CHALLENGE:
+        return ["ada", "ben", "cy"]
+    folder = root / "submitted" / "ada" / assignment
+    print(f"ada runs the challenge notebook before submitting (trains and saves {CHECKPOINT_NAME})", flush=True)
+    _run_notebook(simulate.solution(release_nb, source_nb), folder)
+    for student in ("dee", "eve"):
+        target = submit(root, student, assignment, {name: solved})
+        for extra in folder.glob("*.pt"):
+            if student == "eve" and extra.name != CHECKPOINT_NAME:
+                shutil.copy2(extra, target / extra.name)
+    good = torch.load(folder / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    good["payload"] = HostilePayload(root / "HOSTILE_PAYLOAD_RAN")
+    torch.save(good, root / "submitted" / "eve" / assignment / CHECKPOINT_NAME)
+    return list(STUDENTS)
+
+
+def _print_gradebook(csv_path: Path, assignments: list[str]) -> None:
+    """The exported grades as a student x assignment table of score/max."""
+    table: dict[str, dict[str, str]] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["assignment"] in assignments:
+                score = float(row["score"] or 0)
+                table.setdefault(row["student_id"], {})[row["assignment"]] = f"{score:g}/{float(row['max_score']):g}"
+    width = max(len(a) for a in assignments) + 1
+    print("student " + "".join(f"{a:>{width}}" for a in assignments))
+    for student in STUDENTS:
+        cells = table.get(student, {})
+        print(f"{student:<8}" + "".join(f"{cells.get(a, '-'):>{width}}" for a in assignments))
 
 
 def run(args: argparse.Namespace) -> int:
-    from .plots import image_grid, save_figure  # matplotlib only when needed
     start = time.perf_counter()
-    data = course_data(args.dataset)
-    print(data.summary())
-    mean, std = channel_mean_std(data.train_images)
-    print("training-split channel mean:", " ".join(f"{m:.4f}" for m in mean),
-          "| std:", " ".join(f"{s:.4f}" for s in std))
-    picks = stratified_subset(data.train_labels, 4, seed=0)[:40]  # a few of every class
-    fig = image_grid(data.train_images[picks], data.train_labels[picks], data.classes, n=len(picks))
-    path = save_figure(fig, Path(args.out) / f"{data.name}-samples.png")
-    print(f"sample grid: {path}")
-    print(f"demo finished in {time.perf_counter() - start:.1f} s")
+    if not args.full:
+        os.environ.setdefault("COURSE_FAST", "1")
+    # nbgrader 0.9's own SQLAlchemy session warnings say nothing about the course.
+    warnings.filterwarnings("ignore", module=r"nbgrader\.")
+    from .data import course_data
+    from .grading import course, simulate
+    from .cli import main as helpers_cli
+
+    _say("data")
+    data = course_data("cifar10")
+    print(f"this demo uses: {data.name} ({data.source})")
+    assignments = args.assignments or course.assignments()
+    out = Path(args.out).resolve()
+    root = out / "course"
+    if root.exists():
+        shutil.rmtree(root)
+    course.make_course_dir(root, assignments)
+
+    _say(f"release: nbgrader generate_assignment for {', '.join(assignments)}")
+    for a in assignments:
+        course.generate_release(root, a)
+
+    _say("simulated students")
+    for student, what in STUDENTS.items():
+        print(f"  {student:<5} {what}")
+    graded = {}
+    for a in assignments:
+        release_nb = simulate.read(root / "release" / a / f"{a}.ipynb")
+        source_nb = simulate.read(root / "source" / a / f"{a}.ipynb")
+        graded[a] = _submit_class(root, a, release_nb, source_nb)
+
+    for a in assignments:
+        _say(f"nbgrader autograde {a} ({', '.join(graded[a])})")
+        t0 = time.perf_counter()
+        result = course.autograde(root, a, graded[a], strict=False)
+        status = "ok" if result.get("success") else "finished with failures (see the autograded notebooks)"
+        print(f"{a}: {status} in {time.perf_counter() - t0:.0f} s")
+
+    reports = out / "reports"
+    if CHALLENGE in assignments:
+        _say(f"score the challenge models outside the students' kernels: python -m helpers grade {CHALLENGE}")
+        argv = [CHALLENGE, "--course-root", str(root), "--out", str(reports)]
+        if data.name == "synthetic":
+            argv.append("--allow-synthetic")
+        helpers_cli(["grade", *argv])  # exactly what a TA runs
+        ran = (root / "HOSTILE_PAYLOAD_RAN").exists()
+        print(f"hostile checkpoint: its payload {'RAN (this is a bug)' if ran else 'never ran'}")
+
+    _say("nbgrader export")
+    reports.mkdir(parents=True, exist_ok=True)
+    grades = course.export_grades(root, reports / "grades.csv")
+    _print_gradebook(grades, assignments)
+    print("(score/max of each assignment; written answers count once a TA grades them by hand)")
+    print(f"\ngrades: {grades}")
+    histogram = reports / f"grades-{CHALLENGE}.png"
+    if histogram.exists():
+        print(f"histogram of the class: {histogram}")
+    print(f"course folder: {root}")
+    print(f"demo finished in {time.perf_counter() - start:.0f} s on {data.name}")
     return 0

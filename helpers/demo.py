@@ -27,7 +27,11 @@ STUDENTS = {
     "cy": "partly wrong: one function wrong in each notebook",
     "dee": "challenge only: full solution, but the checkpoint was not submitted",
     "eve": "challenge only: full solution, with a hostile checkpoint (a pickle that runs code)",
+    "fay": "challenge only: full solution, plus a cell that monkeypatches helpers in the kernel",
 }
+# What fay adds after her last answer: it fakes nothing the out-of-kernel score uses, but it is
+# the kind of line the tamper report must flag.
+MONKEYPATCH = "import helpers.metrics\nhelpers.metrics.accuracy = lambda *args, **kwargs: 1.0\n"
 CHALLENGE = "06_challenge"
 
 
@@ -77,10 +81,14 @@ def _submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[st
     folder = root / "submitted" / "ada" / assignment
     print(f"ada runs the challenge notebook before submitting (trains and saves {CHECKPOINT_NAME})", flush=True)
     _run_notebook(simulate.solution(release_nb, source_nb), folder)
-    for student in ("dee", "eve"):
-        target = submit(root, student, assignment, {name: solved})
+    last_code = [i for i in simulate.answer_ids(solved)
+                 if solved.cells[simulate.cell_index(solved, i)].cell_type == "code"][-1]
+    patched = simulate.with_answer(solved, last_code,
+                                   solved.cells[simulate.cell_index(solved, last_code)].source + "\n" + MONKEYPATCH)
+    for student in ("dee", "eve", "fay"):
+        target = submit(root, student, assignment, {name: patched if student == "fay" else solved})
         for extra in folder.glob("*.pt"):
-            if student == "eve" and extra.name != CHECKPOINT_NAME:
+            if student == "fay" or (student == "eve" and extra.name != CHECKPOINT_NAME):
                 shutil.copy2(extra, target / extra.name)
     good = torch.load(folder / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     good["payload"] = HostilePayload(root / "HOSTILE_PAYLOAD_RAN")
@@ -110,12 +118,21 @@ def run(args: argparse.Namespace) -> int:
     # nbgrader 0.9's own SQLAlchemy session warnings say nothing about the course.
     warnings.filterwarnings("ignore", module=r"nbgrader\.")
     from .data import course_data
+    from .plots import image_grid, save_figure
+    from .split import channel_mean_std, stratified_subset
     from .grading import course, simulate
     from .cli import main as helpers_cli
 
     _say("data")
     data = course_data("cifar10")
-    print(f"this demo uses: {data.name} ({data.source})")
+    print(data.summary())
+    mean, std = channel_mean_std(data.train_images)
+    print("training-split channel mean:", " ".join(f"{m:.4f}" for m in mean),
+          "| std:", " ".join(f"{s:.4f}" for s in std))
+    picks = stratified_subset(data.train_labels, 4, seed=0)[:40]  # a few of every class
+    grid = save_figure(image_grid(data.train_images[picks], data.train_labels[picks], data.classes, n=len(picks)),
+                       Path(args.out) / f"{data.name}-samples.png")
+    print(f"sample grid: {grid}\nthis demo uses: {data.name}")
     assignments = args.assignments or course.assignments()
     out = Path(args.out).resolve()
     root = out / "course"

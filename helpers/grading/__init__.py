@@ -1,10 +1,17 @@
-"""Grading machinery around nbgrader: the instructor's round trip and simulated submissions.
+"""Grading machinery around nbgrader, for instructors and TAs.
 
-- `helpers.grading.course`: make a course folder, generate the release, validate, submit,
-  autograde, read grades, feedback and export, all through nbgrader's Python API; keeps
-  release/ equal to what `nbgrader generate_assignment` makes of source/.
-- `helpers.grading.simulate`: student submissions built from the release notebooks (solution,
-  blank, tampered) and the registry of one wrong answer per assignment.
+- `course`: make a course folder, generate the release, validate, submit, autograde, read
+  grades, feedback and export through nbgrader's Python API; keeps release/ equal to what
+  `nbgrader generate_assignment` makes of source/ (`python -m helpers.grading.course check`).
+- `simulate`: simulated submissions built from the release notebooks (solution, blank,
+  tampered) and the registry of one wrong answer per assignment.
+- `challenge`: the contract between the 06_challenge notebook and the scoring (file names,
+  score cells, saving the checkpoint, loading it instead of training during autograde).
+- `tiers`: the grading tiers, in one place (overridable by grading_tiers.json).
+- `score`, `score_worker`: score one checkpoint in a fresh process with a time limit.
+- `gradebook`: write scores and reasons into the gradebook; merge shard gradebooks.
+- `tamper`, `tamper_code`: a static scan of submissions for in-kernel tampering.
+- `report`: CSVs, the class histogram and printed tables; `cli`: `python -m helpers grade`.
 
 Nothing here imports nbgrader at import time, so `helpers` works on a machine with only torch.
 """

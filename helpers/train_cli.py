@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PROJECT_ROOT, by_mode, fast_mode
+from .config import PROJECT_ROOT, fast_mode
 
 # Per-model defaults where the general ones are not good. FastNet's are an airbench-style recipe
 # (arXiv 2404.00498) restated for a mean loss: large batch, high lr with BatchNorm biases 64x faster,
@@ -40,7 +40,7 @@ MODEL_DEFAULTS = {
 }
 
 
-FAST_TRAIN_PER_CLASS = 100  # training images per class in reduced mode (COURSE_FAST=1)
+FAST_PER_CLASS = 50  # training and test images per class in reduced mode (COURSE_FAST=1)
 
 
 def settings_for(model: str, **given) -> dict:
@@ -124,13 +124,14 @@ def run(args: argparse.Namespace) -> int:
                      schedule=args.schedule, warmup=args.warmup, label_smoothing=args.label_smoothing,
                      weight_decay=args.weight_decay, tta=args.tta)
     if fast_mode():  # seconds on a CPU: few epochs, and small batches so that they still learn
-        s["epochs"] = by_mode(s["epochs"], min(s["epochs"], 2))
-        s["batch_size"] = by_mode(s["batch_size"], min(s["batch_size"], 128))
+        s["epochs"] = min(s["epochs"], 2)
+        s["batch_size"] = min(s["batch_size"], 128)
     data = course_data(args.dataset, **({"path": args.data_path} if args.data_path else {}))
     if fast_mode():  # a further cut for the command line, so that even a ResNet-18 finishes on a CPU
-        keep = stratified_subset(data.train_labels, FAST_TRAIN_PER_CLASS, seed=0)
+        keep = stratified_subset(data.train_labels, FAST_PER_CLASS, seed=0)
+        test = stratified_subset(data.test_labels, FAST_PER_CLASS, seed=0)
         data = ImageData(data.name, data.classes, data.train_images[keep], data.train_labels[keep],
-                         data.test_images, data.test_labels, source=data.source, notes=data.notes)
+                         data.test_images[test], data.test_labels[test], source=data.source, notes=data.notes)
     kwargs = {"num_classes": data.num_classes, **dict(args.model_arg)}
     try:
         model = build_model(args.model, **kwargs)

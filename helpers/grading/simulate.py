@@ -49,6 +49,35 @@ WRONG_ANSWERS: dict[str, tuple[str, str, float]] = {
                   "        out = self.bn2(self.conv2(out))\n"
                   "        return torch.relu(out + self.shortcut(x))\n",
                   3.0),
+    # Averages per batch, not per sample (and ignores the scaler): right only when all batches are equally large.
+    "04_training": ("train_one_epoch-answer",
+                    "def train_one_epoch(model, loader, optimizer, loss_fn, device, scaler=None):\n"
+                    "    model.train()\n"
+                    "    losses, accuracies = [], []\n"
+                    "    for x, y in loader:\n"
+                    "        x, y = x.to(device), y.to(device)\n"
+                    "        optimizer.zero_grad()\n"
+                    "        logits = model(x)\n"
+                    "        loss = loss_fn(logits, y)\n"
+                    "        loss.backward()\n"
+                    "        optimizer.step()\n"
+                    "        losses.append(loss.item())\n"
+                    "        accuracies.append((logits.argmax(dim=1) == y).float().mean().item())\n"
+                    "    return sum(losses) / len(losses), sum(accuracies) / len(accuracies)\n",
+                    4.0),
+    # Macro-F1 as the F1 of macro precision and macro recall, not the mean of the per-class F1 scores.
+    "05_evaluation": ("precision_recall_f1-answer",
+                      "def precision_recall_f1(y_true, y_pred, num_classes):\n"
+                      "    cm = confusion_matrix(y_true, y_pred, num_classes).astype(np.float64)\n"
+                      "    tp, predicted, actual = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)\n"
+                      "    precision = np.divide(tp, predicted, out=np.zeros(num_classes), where=predicted > 0)\n"
+                      "    recall = np.divide(tp, actual, out=np.zeros(num_classes), where=actual > 0)\n"
+                      "    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(num_classes),\n"
+                      "                   where=precision + recall > 0)\n"
+                      "    mp, mr = float(precision.mean()), float(recall.mean())\n"
+                      "    return {\"precision\": precision, \"recall\": recall, \"f1\": f1, \"macro_precision\": mp,\n"
+                      "            \"macro_recall\": mr, \"macro_f1\": 2 * mp * mr / (mp + mr) if mp + mr > 0 else 0.0}\n",
+                      3.0),
 }
 
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")

@@ -6,7 +6,7 @@ so `helpers` imports and trains on a bare GPU machine with only torch installed.
 """
 __version__ = "0.1.0"
 
-from .config import data_dir, fast_mode, grading, pick_device, seed_everything  # noqa: E402
+from .config import autograding, data_dir, fast_mode, pick_device, seed_everything  # noqa: E402
 from .data import DataError, ImageData, course_data, load_dataset  # noqa: E402
 from .loader import GpuLoader  # noqa: E402
 from .split import channel_mean_std, stratified_subset, train_val_split  # noqa: E402

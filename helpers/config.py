@@ -17,7 +17,7 @@ def fast_mode() -> bool:
     return os.environ.get("COURSE_FAST", "0").strip().lower() not in ("", "0", "false", "no")
 
 
-def grading() -> bool:
+def autograding() -> bool:
     """True inside `nbgrader autograde`/`validate`, which set `NBGRADER_EXECUTION` in the kernel."""
     return bool(os.environ.get("NBGRADER_EXECUTION"))
 

@@ -62,7 +62,7 @@ def _run_notebook(nb, folder: Path, timeout: int = 900):
     return nb
 
 
-def _submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[str]:
+def submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[str]:
     """Write the simulated students' submissions for one assignment; returns who submitted."""
     import torch
 
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     for a in assignments:
         release_nb = simulate.read(root / "release" / a / f"{a}.ipynb")
         source_nb = simulate.read(root / "source" / a / f"{a}.ipynb")
-        graded[a] = _submit_class(root, a, release_nb, source_nb)
+        graded[a] = submit_class(root, a, release_nb, source_nb)
 
     for a in assignments:
         _say(f"nbgrader autograde {a} ({', '.join(graded[a])})")

@@ -67,8 +67,14 @@ def graded(request, kernel_env, tmp_path_factory):
     timings["generate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    # The source is validated from a copy holding the files the solution's run leaves (the
+    # challenge's checkpoints): files in source/ would be copied over every student's.
+    checked = tmp_path_factory.mktemp(f"validate-{name}")
+    for nb in sources:
+        simulate.write(sources[nb], checked / f"{nb}.ipynb")
+    simulate.write_work_files(name, checked)
     validation = {
-        "source": {nb: course.validate(root / "source" / name / f"{nb}.ipynb", root) for nb in sources},
+        "source": {nb: course.validate(checked / f"{nb}.ipynb", root) for nb in sources},
         "release": {nb: course.validate(release_dir / f"{nb}.ipynb", root) for nb in releases},
     }
     timings["validate"] = time.perf_counter() - t0
@@ -84,7 +90,9 @@ def graded(request, kernel_env, tmp_path_factory):
             submissions["tampered"][nb] = submissions["solution"][nb]
     assert len(plans) == 1, f"{name}: {wrong_id!r} must be the grade_id of an answer cell in one notebook"
     for student, nbs in submissions.items():
-        course.submit(root, student, name, nbs)
+        folder = course.submit(root, student, name, nbs)
+        if student != "blank":
+            simulate.write_work_files(name, folder)
 
     t0 = time.perf_counter()
     course.autograde(root, name, list(STUDENTS))

@@ -130,18 +130,18 @@ def load_or_train(path, train_fn, *, reuse: bool = False):
     With `reuse=True` a student's earlier checkpoint is loaded too instead of training again.
     """
     from ..checkpoint import load_checkpoint, rebuild_model
-    from ..config import grading
+    from ..config import autograding
     from ..history import History
     path = Path(path)
-    if grading() or (reuse and path.is_file()):
+    if autograding() or (reuse and path.is_file()):
         if not path.is_file():
             raise FileNotFoundError(
                 f"NBGRADER_EXECUTION is set (autograde/validate), so training is skipped and the model is loaded "
-                f"from {path.name}, but that file is not in {path.parent}. Run the notebook to the save cell "
+                f"from {path.name}, but that file is not in {path.absolute().parent}. Run the notebook to the save cell "
                 f"and submit {path.name} with the notebook.")
         ckpt = load_checkpoint(path)
         model = rebuild_model(ckpt)
-        why = "autograde" if grading() else "reuse=True"
+        why = "autograde" if autograding() else "reuse=True"
         print(f"[helpers] {why}: loaded {path.name} instead of training ({len(ckpt.get('history') or [])} epochs)")
         return model, History(ckpt.get("history") or [])
     result = train_fn()

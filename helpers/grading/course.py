@@ -81,7 +81,7 @@ def make_course_dir(tmp, names: list[str], repo_root=PROJECT_ROOT) -> Path:
     (root / "source").mkdir(parents=True, exist_ok=True)
     for name in names:
         shutil.copytree(Path(repo_root) / "source" / name, root / "source" / name,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"), dirs_exist_ok=True)
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pt"), dirs_exist_ok=True)
     shutil.copy2(Path(repo_root) / CONFIG_FILE, root / CONFIG_FILE)
     return root
 

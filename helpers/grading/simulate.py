@@ -78,6 +78,16 @@ WRONG_ANSWERS: dict[str, tuple[str, str, float]] = {
                       "    return {\"precision\": precision, \"recall\": recall, \"f1\": f1, \"macro_precision\": mp,\n"
                       "            \"macro_recall\": mr, \"macro_f1\": 2 * mp * mr / (mp + mr) if mp + mr > 0 else 0.0}\n",
                       3.0),
+    # Recall divided by N / num_classes: right on the balanced validation split, wrong on imbalanced labels.
+    "06_challenge": ("worst_classes-answer",
+                     "def worst_classes(y_true, y_pred, num_classes, k=3):\n"
+                     "    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)\n"
+                     "    per_class = len(y_true) / num_classes  # assumes balanced classes\n"
+                     "    errors = np.bincount(y_true[y_true != y_pred], minlength=num_classes)\n"
+                     "    recall = 1 - errors / per_class\n"
+                     "    order = np.argsort(recall, kind=\"stable\")[:k]\n"
+                     "    return [(int(c), float(recall[c])) for c in order]\n",
+                     2.0),
 }
 
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")
@@ -98,6 +108,12 @@ def read(path):
     """A notebook file as an nbformat v4 NotebookNode."""
     import nbformat
     return nbformat.read(str(path), as_version=4)
+
+
+def write(nb, path) -> None:
+    """Write a notebook file (nbformat v4)."""
+    import nbformat
+    nbformat.write(nb, str(path))
 
 
 def _meta(cell) -> dict:
@@ -223,3 +239,24 @@ def tampered(release, source, assignment: str):
             "skip_tagged": tests_of[wrong_id], "deleted": deleted, "edited": edited, "hung": hung,
             "noisy": noisy}
     return nb, plan
+
+
+def write_work_files(assignment: str, folder) -> list:
+    """Files a student's own run of the notebook leaves beside it, for simulated submissions.
+
+    Only the challenge has any: its two checkpoints. These hold small untrained registry models
+    saved as the notebook saves them, which pass the in-notebook checks (the accuracy is scored
+    outside the notebook); `helpers.demo` runs the real notebook instead.
+    """
+    from pathlib import Path
+
+    from . import challenge
+    if assignment != challenge.ASSIGNMENT:
+        return []
+    from ..models import build_model
+    layers = [{"type": "conv", "out": 8, "stride": 2}, {"type": "relu"}, {"type": "globalpool"},
+              {"type": "linear", "out": 10}]
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    return [challenge.save_challenge_checkpoint(Path(folder) / name, build_model("layers", layers=layers),
+                                                history=[], mean=mean, std=std, dataset="synthetic")
+            for name in (challenge.CHECKPOINT_NAME, challenge.CIFAR100_CHECKPOINT_NAME)]

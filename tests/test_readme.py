@@ -1,0 +1,64 @@
+"""Every command the README shows is run by a test (or by CI): this keeps the two in step."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# README command -> (test file that runs it, text that file must contain to run it)
+COVERED = {
+    "make demo": ("tests/test_demo.py", "-m helpers demo"),
+    "make test": (".ci/run", "make test"),
+    "make lab": ("tests/test_readme.py", "lab:"),
+    "make release": ("tests/test_readme.py", "helpers.grading.course release"),
+    "make check-release": ("tests/test_release.py", "release_differences"),
+    "source .venv/bin/activate": ("tests/test_ta_workflow.py", "PATH"),
+    "nbgrader autograde 06_challenge": ("tests/test_ta_workflow.py", '"autograde", "06_challenge"'),
+    "python -m helpers grade 06_challenge": ("tests/test_ta_workflow.py", '"grade", "06_challenge"'),
+    "nbgrader generate_feedback 06_challenge": ("tests/test_ta_workflow.py", '"generate_feedback", "06_challenge"'),
+    "nbgrader export": ("tests/test_ta_workflow.py", '"export"'),
+    "bash scripts/slurm_grade.sh submit 06_challenge 8": ("tests/test_slurm_script.py", '"submit"'),
+    ".venv/bin/python benchmarks/data_speed.py": ("tests/test_benchmarks.py", "data_speed.py"),
+    ".venv/bin/python benchmarks/train_speed.py": ("tests/test_benchmarks.py", "train_speed.py"),
+}
+TRAIN_PREFIX = ".venv/bin/python -m helpers train "
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_every_readme_command_is_covered():
+    for command in readme_commands():
+        if command.startswith(TRAIN_PREFIX):
+            continue  # run below
+        assert command in COVERED, f"README command {command!r} is run by no test: add one and list it here"
+        path, needle = COVERED[command]
+        assert needle in (ROOT / path).read_text(), f"{path} no longer runs {command!r}"
+
+
+def test_make_targets_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("demo", "test", "lab", "release", "check-release"):
+        assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"Makefile has no target {target}"
+    assert "-m helpers.grading.course release" in makefile and "-m helpers.grading.course check" in makefile
+    assert "jupyter lab release/" in makefile
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith(TRAIN_PREFIX)])
+def test_readme_train_examples_run_in_reduced_mode(command, tmp_path):
+    args = command[len(TRAIN_PREFIX):].split()
+    args[args.index("--out") + 1] = str(tmp_path / "out")
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_CIFAR10", "COURSE_CIFAR100")}
+    env.update(COURSE_FAST="1", COURSE_OFFLINE="1", COURSE_DATA_DIR=str(tmp_path / "data"), MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, "-m", "helpers", "train", *args, "--no-progress"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"checkpoint.pt", "metrics.json", "history.json",
+                                                               "curves.png"}

@@ -1,0 +1,94 @@
+"""A simulated class through the README's TA commands, run literally: autograde, scoring outside
+the kernels, feedback and export.
+
+The students (see helpers.demo.STUDENTS): ada submits the solution with the checkpoint her
+notebook saved; ben the blank release; cy one wrong answer; dee no checkpoint; eve a checkpoint
+that carries code; fay ada's work plus a cell that monkeypatches helpers in her kernel.
+"""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.demo import submit_class
+from helpers.grading import course, simulate
+from helpers.grading.challenge import SCORE_CELL
+
+A = "06_challenge"
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ta")
+    root = course.make_course_dir(tmp / "course", [A])
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_CIFAR10", "COURSE_CIFAR100")}
+    env.update(COURSE_FAST="1", COURSE_OFFLINE="1", COURSE_DATA_DIR=str(tmp / "data"), MPLBACKEND="Agg",
+               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])  # as `source .venv/bin/activate`
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("COURSE_CIFAR10", "COURSE_CIFAR100"):
+            mp.delenv(key, raising=False)
+        for key in ("COURSE_FAST", "COURSE_OFFLINE", "COURSE_DATA_DIR", "MPLBACKEND"):
+            mp.setenv(key, env[key])
+        run = lambda *cmd: subprocess.run(list(cmd), cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        made = run("nbgrader", "generate_assignment", A, "--force")
+        assert made.returncode == 0, made.stderr[-3000:]
+        release = simulate.read(root / "release" / A / f"{A}.ipynb")
+        source = simulate.read(root / "source" / A / f"{A}.ipynb")
+        students = submit_class(root, A, release, source)
+        steps = {
+            "autograde": run("nbgrader", "autograde", A),
+            "grade": run("python", "-m", "helpers", "grade", A, "--allow-synthetic"),
+            "feedback": run("nbgrader", "generate_feedback", A),
+            "export": run("nbgrader", "export"),
+        }
+    return root, students, steps
+
+
+def _scores(root):
+    with open(root / "reports" / f"grades-{A}.csv", newline="") as f:
+        return {(row["student"], row["part"]): row for row in csv.DictReader(f)}
+
+
+def test_every_step_finishes(graded):
+    _, students, steps = graded
+    assert students == ["ada", "ben", "cy", "dee", "eve", "fay"]
+    for name, result in steps.items():
+        assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+
+
+def test_model_scores_and_reasons(graded):
+    root, _, _ = graded
+    rows = _scores(root)
+    ada = rows[("ada", "cifar10")]
+    assert float(ada["points"]) > 0 and ada["reason"], ada
+    assert float(rows[("fay", "cifar10")]["points"]) == float(ada["points"])  # her checkpoint earns the same
+    for student in ("ben", "dee"):
+        row = rows[(student, "cifar10")]
+        assert float(row["points"]) == 0 and "missing" in row["reason"], row
+    eve = rows[("eve", "cifar10")]
+    assert float(eve["points"]) == 0 and "refused" in eve["reason"], eve
+    assert not (root / "HOSTILE_PAYLOAD_RAN").exists(), "the hostile checkpoint's code ran"
+
+
+def test_gradebook_feedback_and_export_show_the_model_score(graded):
+    root, _, _ = graded
+    grades = course.read_grades(root, A, "ada")
+    points = float(_scores(root)[("ada", "cifar10")]["points"])
+    assert grades[SCORE_CELL][0] == pytest.approx(points)
+    assert course.read_grades(root, A, "eve")[SCORE_CELL][0] == 0
+    feedback = next((root / "feedback" / "eve" / A).glob("*.html")).read_text()
+    assert "refused" in feedback
+    exported = {row["student_id"]: row for row in csv.DictReader(open(root / "grades.csv", newline=""))}
+    assert float(exported["ada"]["score"]) > float(exported["ben"]["score"])
+
+
+def test_tamper_report_flags_the_monkeypatch_without_changing_scores(graded):
+    root, _, _ = graded
+    with open(root / "reports" / f"tamper-{A}.csv", newline="") as f:
+        flagged = list(csv.DictReader(f))
+    fay = [row for row in flagged if row["student"] == "fay"]
+    assert any("helpers.metrics.accuracy" in row["code"] for row in fay), flagged
+    assert not [row for row in flagged if row["student"] == "ada"]

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import errno
 import inspect
-import os
 import pickle
 import random
 import re
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -22,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from .atomic import atomic_write
 
 FORMAT = "helpers-checkpoint"
 FORMAT_VERSION = 1
@@ -131,24 +131,15 @@ def save_checkpoint(path, model: nn.Module, *, optimizer=None, scheduler=None, h
     bad = [k for k, v in contents["state_dict"].items() if not torch.is_tensor(v)]
     if bad:
         raise CheckpointError(f"cannot store the weights: {bad[:3]} are not tensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb") as f:
             torch.save(contents, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; TAs must be able to read them
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            kept = " The previous checkpoint there is unchanged." if path.exists() else ""
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise CheckpointError(f"not enough disk space to write the checkpoint {path}.{kept} "
-                                      "Free some space (old checkpoints, caches) and save again.") from None
-            raise CheckpointError(f"could not write the checkpoint {path}: {exc.strerror or exc}.{kept}") from None
-        raise
+    except OSError as exc:
+        kept = " The previous checkpoint there is unchanged." if path.exists() else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CheckpointError(f"not enough disk space to write the checkpoint {path}.{kept} "
+                                  "Free some space (old checkpoints, caches) and save again.") from None
+        raise CheckpointError(f"could not write the checkpoint {path}: {exc.strerror or exc}.{kept}") from None
     return path
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .config import data_dir
 from .imagefolder import DataError, read_image_folder
 from .synthetic import CLASSES as SYNTHETIC_CLASSES, make_synthetic
@@ -73,18 +73,10 @@ def _cache_key_for_path(path: Path) -> str:
 
 def _save_cache(path: Path, data: ImageData) -> None:
     """Write the arrays atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"version": CACHE_VERSION, "name": data.name, "classes": data.classes, "source": data.source})
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(meta), train_images=data.train_images, train_labels=data.train_labels,
-                     test_images=data.test_images, test_labels=data.test_labels)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a course's data folder is shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez(f, meta=np.array(meta), train_images=data.train_images, train_labels=data.train_labels,
+                 test_images=data.test_images, test_labels=data.test_labels)
 
 
 def _load_cache(path: Path, name: str) -> ImageData | None:

@@ -8,14 +8,13 @@ never picks a backend; headless machines fall back to Agg by themselves.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .atomic import atomic_write
 from .metrics import expected_calibration_error, reliability_bins, to_numpy
 
 
@@ -250,17 +249,9 @@ def save_figure(fig, path, dpi: int = 150) -> Path:
     """Write `fig` to `path` atomically (a temporary file in the same folder, then os.replace,
     so a reader never sees half a file) and close it. The suffix picks the format."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb") as f:
             fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; figures are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     finally:
         plt.close(fig)
     return path

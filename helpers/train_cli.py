@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_json
 from .config import PROJECT_ROOT, fast_mode
 
 # Per-model defaults where the general ones are not good. FastNet's are an airbench-style recipe
@@ -95,20 +93,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="extra model constructor argument, e.g. --model-arg dropout=0.2 (repeatable)")
 
 
-def _write_json(path: Path, obj) -> None:
-    """Write JSON atomically (temporary file, then a rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     from .data import ImageData, course_data
     from .evaluate import predict
@@ -177,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         "per_class": {c: report[c] for c in data.classes},
     }
     history.save_json(out / "history.json")
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     save_figure(plot_history(history), out / "curves.png")
 
     used = data.name + (" (reduced mode)" if fast_mode() else "")

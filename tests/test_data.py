@@ -1,5 +1,4 @@
 """The data layer: sources, caching, bad input, split and statistics."""
-import io
 import tarfile
 import time
 from pathlib import Path

@@ -18,11 +18,10 @@ Findings are reports for a TA to read: they never change a score.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..atomic import atomic_write
 from .tamper_code import DEFAULT_ALIASES, PROTECTED_MODULES, parse_cell, protected_aliases, scan_code
 
 SUSPICIOUS_TAGS = {
@@ -233,15 +232,8 @@ def write_csv(rows, path, fieldnames=None) -> Path:
     fieldnames = fieldnames or ["student", "notebook", "cell", "line", "code", "reason"]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     return path

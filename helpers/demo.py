@@ -101,7 +101,7 @@ def _print_gradebook(csv_path: Path, assignments: list[str]) -> None:
     table: dict[str, dict[str, str]] = {}
     with open(csv_path, newline="") as f:
         for row in csv.DictReader(f):
-            if row["assignment"] in assignments:
+            if row["assignment"] in assignments and row["timestamp"]:  # no timestamp: nothing submitted
                 score = float(row["score"] or 0)
                 table.setdefault(row["student_id"], {})[row["assignment"]] = f"{score:g}/{float(row['max_score']):g}"
     width = max(len(a) for a in assignments) + 1
@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     reports.mkdir(parents=True, exist_ok=True)
     grades = course.export_grades(root, reports / "grades.csv")
     _print_gradebook(grades, assignments)
-    print("(score/max of each assignment; written answers count once a TA grades them by hand)")
+    print("(score/max of each assignment, '-' where nothing was submitted; written answers count once a TA "
+          "grades them by hand)")
     print(f"\ngrades: {grades}")
     histogram = reports / f"grades-{CHALLENGE}.png"
     if histogram.exists():

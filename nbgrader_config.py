@@ -7,12 +7,19 @@ on the grading machine: the default below is visible to anyone who can read this
 """
 import os
 import re
+import sys
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
 from traitlets import List
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
+
+# nbgrader 0.9.6 creates the gradebook by running the `alembic` command: find the one beside this
+# Python, so `.venv/bin/nbgrader ...` works without activating the virtualenv.
+_BIN = os.path.dirname(sys.executable)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 # The name nbgrader stores with every assignment in the gradebook.
 c.CourseDirectory.course_id = "cifar10-course"

@@ -1,7 +1,10 @@
 """release/ is exactly what nbgrader makes of source/, notebooks follow the conventions
 (helpers/grading/NOTEBOOK_CONVENTIONS.md), and nbgrader_config.py holds the settings grading needs."""
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,18 @@ def test_check_command_reports_a_stale_release(tmp_path, capsys):
     assert course.main(["check", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"release/{name}/{stale.name}" in out and "release/99_gone/" in out
+
+
+def test_nbgrader_command_works_without_activating_the_venv(tmp_path):
+    """`.venv/bin/nbgrader` must create the gradebook (it runs `alembic`) with the venv not on PATH."""
+    nbgrader = Path(sys.executable).parent / "nbgrader"
+    if not nbgrader.exists():
+        pytest.skip("nbgrader is not installed beside this Python")
+    shutil.copytree(PROJECT_ROOT / "source" / "01_data", tmp_path / "source" / "01_data")
+    shutil.copy2(PROJECT_ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    env = dict(os.environ, PATH="/usr/bin:/bin")
+    run = subprocess.run([str(nbgrader), "generate_assignment", "01_data", "--force",
+                          f"--CourseDirectory.root={tmp_path}"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "release" / "01_data" / "01_data.ipynb").is_file()

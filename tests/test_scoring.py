@@ -16,7 +16,7 @@ from helpers.data import course_data
 from helpers.evaluate import predict
 from helpers.grading import score_worker
 from helpers.grading.challenge import load_or_train, save_challenge_checkpoint
-from helpers.grading.score import score_checkpoint
+from helpers.grading.score import score_checkpoint, score_checkpoints
 from helpers.grading.tiers import DEFAULT_TIERS, Tier, TierTable, load_tiers, tier_fraction
 from helpers.models import build_model
 
@@ -89,6 +89,19 @@ def test_good_checkpoint_scores_what_predict_measures(files):
     fraction, _ = tier_fraction(expected, table)
     assert (result["fraction"], result["points"], result["max_points"]) == (fraction, fraction * 10, 10.0)
     assert 0 <= result["macro_f1"] <= 1 and result["student"] == "ann" and result["model"] == "mlp"
+
+
+def test_one_process_scores_all_of_a_students_checkpoints(files):
+    """A student's parts are scored in one worker; each keeps its own result, hostile ones too."""
+    parts = [{"path": files / name, "dataset": "synthetic", "max_points": 5, "tiers": None}
+             for name in ("good.pt", "code.pt", "missing.pt", "classes100.pt")]
+    good, code, missing, classes100 = score_checkpoints(parts, student="ann")
+    alone = score_checkpoint(files / "good.pt", dataset="synthetic", max_points=5, student="ann")
+    assert good["status"] == "ok" and good["accuracy"] == alone["accuracy"]
+    assert code["points"] == 0 and "refused" in code["reason"]
+    assert missing["points"] == 0 and "checkpoint missing" in missing["reason"]
+    assert classes100["points"] == 0 and "wrong number of classes" in classes100["reason"]
+    assert not (files / "PAYLOAD_RAN").exists()
 
 
 def test_pickle_with_code_is_refused_in_the_worker_and_runs_nothing(files):

@@ -164,7 +164,7 @@ def grade_assignment(assignment: str, opts) -> int:
     """Score every student's checkpoints, fill the gradebook, write the reports; 0 when it finished."""
     from . import report
     from .gradebook import write_scores
-    from .score import score_checkpoint
+    from .score import score_checkpoints
     from .tamper import scan_assignment, write_csv
     from .tiers import load_tiers
     root = Path(opts.course_root).resolve()
@@ -183,26 +183,29 @@ def grade_assignment(assignment: str, opts) -> int:
     _warm_data(parts, opts.allow_synthetic)
     out = Path(opts.out) if opts.out else root / "reports"
     rows = []
-    for part in parts:
-        print(f"[grade] {part['cell']}: {part['checkpoint']} on {part['dataset']}, {part['max_points']:g} points, "
-              f"{len(students)} students")
-        results = []
-        for student in students:
-            try:
-                result = score_checkpoint(_checkpoint(root, student, assignment, part["checkpoint"]),
-                                          dataset=part["dataset"], max_points=part["max_points"],
-                                          tiers=tables[part["tiers_key"]], timeout=opts.timeout,
-                                          allow_synthetic=opts.allow_synthetic, student=student, device=opts.device)
-            except Exception as exc:  # a grader bug must not stop the class: this row is not written
-                result = {"student": student, "dataset": part["dataset"], "status": "error", "points": 0.0,
-                          "max_points": part["max_points"], "seconds": 0.0,
-                          "reason": f"the grader failed ({type(exc).__name__}: {exc}); not written"}
+    # One fresh process per student scores all of that student's checkpoints (torch loads once).
+    results = {part["cell"]: [] for part in parts}
+    print(f"[grade] {len(students)} students; " + "; ".join(
+        f"{p['cell']}: {p['checkpoint']} on {p['dataset']}, {p['max_points']:g} points" for p in parts))
+    for student in students:
+        todo = [{"path": _checkpoint(root, student, assignment, part["checkpoint"]), "dataset": part["dataset"],
+                 "max_points": part["max_points"], "tiers": tables[part["tiers_key"]]} for part in parts]
+        try:
+            scored = score_checkpoints(todo, timeout=opts.timeout, allow_synthetic=opts.allow_synthetic,
+                                       student=student, device=opts.device)
+        except Exception as exc:  # a grader bug must not stop the class: these rows are not written
+            scored = [{"student": student, "dataset": part["dataset"], "status": "error", "points": 0.0,
+                       "max_points": part["max_points"], "seconds": 0.0,
+                       "reason": f"the grader failed ({type(exc).__name__}: {exc}); not written"} for part in parts]
+        for part, result in zip(parts, scored):
             result["part"] = part["tiers_key"]
-            print(f"  {student}: {result['points']:g}/{part['max_points']:g} ({result['seconds']:.1f} s) {result['reason']}")
-            results.append(result)
-        for line in write_scores(url, assignment, part["cell"], results):
+            print(f"  {student} {part['cell']}: {result['points']:g}/{part['max_points']:g} "
+                  f"({result['seconds']:.1f} s) {result['reason']}")
+            results[part["cell"]].append(result)
+    for part in parts:
+        for line in write_scores(url, assignment, part["cell"], results[part["cell"]]):
             print(f"  skipped {line}")
-        rows += results
+        rows += results[part["cell"]]
     paths = report.write_report(rows, out, assignment)
     findings = scan_assignment(root, assignment, autograded=opts.scan_autograded, students=set(students))
     findings += _changed_checkpoints(root, assignment, students, [p["checkpoint"] for p in parts])

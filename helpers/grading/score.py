@@ -31,11 +31,17 @@ def _result(student, dataset, max_points, **fields) -> dict:
     return row
 
 
-def run_worker(path, dataset: str = "cifar10", *, timeout: float = DEFAULT_TIMEOUT, allow_synthetic: bool = False,
-               device: str | None = None) -> dict:
-    """The worker's JSON result for one checkpoint, or a status "zero" dict saying why there is none."""
-    cmd = [sys.executable, "-m", "helpers.grading.score_worker", str(Path(path).absolute()),
-           "--dataset", dataset, "--json"]
+def run_workers(items: list[tuple[Path, str]], *, timeout: float = DEFAULT_TIMEOUT, allow_synthetic: bool = False,
+                device: str | None = None) -> list[dict]:
+    """The worker's JSON result for each (checkpoint, dataset), from ONE fresh process (torch is
+    imported once per student), or a status "zero" dict saying why there is none.
+
+    The process gets `timeout` seconds per checkpoint; results printed before a timeout stand.
+    """
+    cmd = [sys.executable, "-m", "helpers.grading.score_worker", *(str(Path(p).absolute()) for p, _ in items)]
+    for _, dataset in items:
+        cmd += ["--dataset", dataset]
+    cmd.append("--json")
     if allow_synthetic:
         cmd.append("--allow-synthetic")
     if device:
@@ -43,30 +49,41 @@ def run_worker(path, dataset: str = "cifar10", *, timeout: float = DEFAULT_TIMEO
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.pop("NBGRADER_EXECUTION", None)
+    limit = timeout * len(items)
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=limit)
+        missing = None
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        return {"status": "zero", "reason": f"timed out after {timeout:g} s"}
-    for line in reversed(stdout.strip().splitlines()):
+        stdout, stderr = _kill_group(proc)
+        missing = {"status": "zero", "reason": f"timed out after {limit:g} s"}
+    results = []
+    for line in (stdout or "").strip().splitlines():
         if line.startswith("{"):
             try:
-                return json.loads(line)
+                results.append(json.loads(line))
             except json.JSONDecodeError:
                 break
-    last = (stderr.strip().splitlines() or ["no output"])[-1][:200]
-    return {"status": "zero", "reason": f"the scoring process failed (exit code {proc.returncode}): {last}"}
+    if missing is None:
+        last = ((stderr or "").strip().splitlines() or ["no output"])[-1][:200]
+        missing = {"status": "zero", "reason": f"the scoring process failed (exit code {proc.returncode}): {last}"}
+    return (results + [dict(missing) for _ in items])[:len(items)]
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill a worker and anything it started (it runs in its own session), then reap it."""
+def run_worker(path, dataset: str = "cifar10", *, timeout: float = DEFAULT_TIMEOUT, allow_synthetic: bool = False,
+               device: str | None = None) -> dict:
+    """The worker's JSON result for one checkpoint (see run_workers)."""
+    return run_workers([(Path(path), dataset)], timeout=timeout, allow_synthetic=allow_synthetic, device=device)[0]
+
+
+def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
+    """Kill a worker and anything it started (it runs in its own session); its output so far."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
-    proc.communicate()
+    return proc.communicate()
 
 
 def points_for(result: dict, table: TierTable, max_points: float) -> tuple[float, float, str]:
@@ -82,13 +99,36 @@ def score_checkpoint(path, *, dataset: str = "cifar10", max_points: float = 1.0,
                      device: str | None = None) -> dict:
     """Score one checkpoint: {student, dataset, status, accuracy, macro_f1, tier, fraction, points,
     max_points, reason, seconds, model, images}. Never raises for a bad submission."""
-    table = tiers or DEFAULT_TIERS.get(dataset, DEFAULT_TIERS["cifar10"])
+    part = {"path": path, "dataset": dataset, "max_points": max_points, "tiers": tiers}
+    return score_checkpoints([part], timeout=timeout, allow_synthetic=allow_synthetic, student=student,
+                             device=device)[0]
+
+
+def score_checkpoints(parts: list[dict], *, timeout: float = DEFAULT_TIMEOUT, allow_synthetic: bool = False,
+                      student: str = "", device: str | None = None) -> list[dict]:
+    """Score one student's checkpoints (each part: path, dataset, max_points, tiers) in one fresh
+    process; a result row per part, as score_checkpoint gives. Never raises for a bad submission."""
     start = time.perf_counter()
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():  # no process needed to say so
-        raw = {"status": "zero", "reason": f"checkpoint missing: {path.name} not found in the submission"}
-    else:
-        raw = run_worker(path, dataset, timeout=timeout, allow_synthetic=allow_synthetic, device=device)
+    raws: list[dict | None] = []
+    todo = []
+    for part in parts:
+        path = Path(part["path"])
+        if not path.exists() and not path.is_symlink():  # no process needed to say so
+            raws.append({"status": "zero", "reason": f"checkpoint missing: {path.name} not found in the submission"})
+        else:
+            raws.append(None)
+            todo.append((path, part["dataset"]))
+    if todo:
+        found = iter(run_workers(todo, timeout=timeout, allow_synthetic=allow_synthetic, device=device))
+        raws = [raw if raw is not None else next(found) for raw in raws]
+    seconds = round((time.perf_counter() - start) / len(parts), 2)
+    return [_points_row(raw, part, student, seconds) for raw, part in zip(raws, parts)]
+
+
+def _points_row(raw: dict, part: dict, student: str, seconds: float) -> dict:
+    """A worker result turned into points and a one-line reason under the part's tiers."""
+    dataset, max_points = part["dataset"], part["max_points"]
+    table = part.get("tiers") or DEFAULT_TIERS.get(dataset, DEFAULT_TIERS["cifar10"])
     fraction, points, tier = points_for(raw, table, max_points)
     reason = raw.get("reason", "")
     if raw.get("status") == "ok":
@@ -97,4 +137,4 @@ def score_checkpoint(path, *, dataset: str = "cifar10", max_points: float = 1.0,
         reason = f"0/{max_points:g} points: {reason}"
     known = {k: raw[k] for k in ("status", "accuracy", "macro_f1", "model", "images") if k in raw}
     return _result(student, dataset, max_points, **known, tier=tier, fraction=fraction, points=points,
-                   reason=reason, seconds=round(time.perf_counter() - start, 2))
+                   reason=reason, seconds=seconds)

@@ -1,8 +1,11 @@
-"""Score one checkpoint on the test split; run in a fresh process by `helpers.grading.score`.
+"""Score checkpoints on the test split; run in a fresh process by `helpers.grading.score`.
 
-    python -m helpers.grading.score_worker <checkpoint> --dataset cifar10 [--allow-synthetic] --json
+    python -m helpers.grading.score_worker <checkpoint> [<checkpoint> ...] --dataset cifar10 [--dataset cifar100 ...]
+        [--allow-synthetic] --json
 
-Prints one JSON object on stdout: {status, accuracy, macro_f1, reason, model, dataset, images}.
+One process scores all of one student's checkpoints (importing torch once), one --dataset per
+checkpoint (or one for all). Prints one JSON line per checkpoint, in order:
+{status, accuracy, macro_f1, reason, model, dataset, images}.
 status "ok": scored; "zero": the submission cannot be scored (reason says why, 0 points);
 "error": the grader itself could not work (no test data), which is the TA's to fix.
 The file is read with `torch.load(weights_only=True)` only (helpers.checkpoint.load_checkpoint),
@@ -145,21 +148,28 @@ def _measure(model, ckpt: dict, data, device) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.grading.score_worker", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "synthetic"])
+    parser.add_argument("checkpoints", nargs="+", metavar="checkpoint")
+    parser.add_argument("--dataset", action="append", choices=["cifar10", "cifar100", "synthetic"],
+                        help="the test set of each checkpoint, in order (one for all when given once)")
     parser.add_argument("--allow-synthetic", action="store_true",
                         help="use the generated dataset when the real one is not available (demo, tests)")
     parser.add_argument("--device", default=None, help="default: CUDA when available, else the CPU")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)
+    datasets = args.dataset or ["cifar10"]
+    if len(datasets) == 1:
+        datasets = datasets * len(args.checkpoints)
+    if len(datasets) != len(args.checkpoints):
+        parser.error(f"{len(args.checkpoints)} checkpoints but {len(datasets)} --dataset options")
     if os.environ.get("COURSE_SCORE_TEST_SLEEP"):  # test hook: simulate a hang
         time.sleep(float(os.environ["COURSE_SCORE_TEST_SLEEP"]))
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result
-        result = evaluate(args.checkpoint, args.dataset, allow_synthetic=args.allow_synthetic, device=args.device)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['status']}: accuracy {result['accuracy']}, macro-F1 {result['macro_f1']}; {result['reason']}")
+    for path, dataset in zip(args.checkpoints, datasets):
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the results
+            result = evaluate(path, dataset, allow_synthetic=args.allow_synthetic, device=args.device)
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            print(f"{result['status']}: accuracy {result['accuracy']}, macro-F1 {result['macro_f1']}; {result['reason']}")
     return 0
 
 

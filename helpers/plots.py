@@ -157,11 +157,15 @@ def plot_fgsm(epsilons, accuracies):
     return fig
 
 
-def plot_histogram(values, bins=20, title=None, xlabel=None):
-    """A histogram with the mean marked, e.g. of the class's grades."""
+def plot_histogram(values, bins=20, title=None, xlabel=None, value_range=None):
+    """A histogram with the mean marked, e.g. of the class's grades; `value_range` (lo, hi) fixes
+    the bins and the x axis (e.g. (0, 1) for accuracies), so classes compare at a glance."""
     values = to_numpy(values).astype(np.float64).ravel()
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    ax.hist(values, bins=bins, edgecolor="black")
+    ax.hist(values, bins=bins, range=value_range, edgecolor="black")
+    if value_range is not None:
+        ax.set_xlim(*value_range)
+    ax.yaxis.get_major_locator().set_params(integer=True)  # counts of students
     if values.size:
         ax.axvline(values.mean(), color="tab:red", linestyle="--", label=f"mean {values.mean():.3g}")
         ax.legend()

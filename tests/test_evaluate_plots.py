@@ -274,6 +274,8 @@ def test_fgsm_and_histogram_plots():
     fig = plots.plot_histogram(np.array([55, 70, 82, 91, 64.5]), bins=5, title="grades", xlabel="points")
     ax = fig.axes[0]
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("grades", "points", "count")
+    same = plots.plot_histogram([0.88, 0.88], value_range=(0.0, 1.0)).axes[0]  # identical accuracies
+    assert same.get_xlim() == (0.0, 1.0)
 
 
 def test_save_figure_is_atomic_png(tmp_path):

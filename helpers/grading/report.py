@@ -25,7 +25,7 @@ def write_report(rows: list[dict], out_dir, assignment: str) -> dict:
     main = [r for r in rows if (r.get("part") or "cifar10") == "cifar10"]  # the CIFAR-10 part's rows
     accuracies = [float(r["accuracy"]) for r in main if r.get("accuracy") not in (None, "")]
     unscored = len(main) - len(accuracies)
-    fig = plot_histogram(accuracies, bins=20, xlabel="test accuracy",
+    fig = plot_histogram(accuracies, bins=20, xlabel="test accuracy", value_range=(0.0, 1.0),
                          title=f"{assignment}: test accuracy of {len(accuracies)} models"
                                + (f" ({unscored} could not be scored)" if unscored else ""))
     histogram = save_figure(fig, out_dir / f"grades-{assignment}.png")

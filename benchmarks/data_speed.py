@@ -13,32 +13,17 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 
 from helpers.config import pick_device
 from helpers.data import DataError, load_dataset
 from helpers.loader import CIFAR10_MEAN, CIFAR10_STD, GpuLoader
 
-
-class PilDataset(torch.utils.data.Dataset):
-    """The conventional per-image pipeline: a PIL image per item through torchvision transforms."""
-
-    def __init__(self, images, labels, transform):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+from conventional import conventional_loader  # beside this script: the shared baseline
 
 
 def rate_conventional(images, labels, epochs: int, batch_size: int, workers: int) -> float:
-    import torchvision.transforms as T
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
-    loader = torch.utils.data.DataLoader(PilDataset(images, labels, transform), batch_size=batch_size,
-                                         shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+    loader = conventional_loader(images, labels, CIFAR10_MEAN, CIFAR10_STD, batch_size=batch_size, workers=workers,
+                                 persistent_workers=workers > 0)
     next(iter(loader))  # start the workers before timing
     start, n = time.perf_counter(), 0
     for _ in range(epochs):

@@ -24,7 +24,6 @@ import statistics
 import time
 
 import torch
-from PIL import Image
 
 from helpers.config import pick_device
 from helpers.data import DataError, ImageData, load_dataset
@@ -33,6 +32,8 @@ from helpers.models import build_model
 from helpers.split import stratified_subset
 from helpers.train import fit, init_from_data, make_loaders, make_optimizer
 from helpers.train_cli import settings_for
+
+from conventional import conventional_loader  # beside this script: the shared baseline
 
 
 def sync(device: torch.device) -> None:
@@ -59,19 +60,6 @@ def load_data(path, images: int | None, test_images: int | None) -> ImageData:
     return data
 
 
-class PilDataset(torch.utils.data.Dataset):
-    """torchvision.datasets-style: each item a PIL image through per-image transforms."""
-
-    def __init__(self, images, labels, transform):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
-
-
 # --------------------------------------------------------------------------- the two pipelines
 # Both train the same registry model with SGD (momentum 0.9, Nesterov, weight decay 5e-4) at a
 # constant learning rate of 0.05 per 128 images, so their accuracies can be compared as well.
@@ -81,12 +69,8 @@ class Conventional:
     batch 128, loss.item() and the correct count read back every step."""
 
     def __init__(self, data, model_name: str, device, workers: int, mean, std):
-        import torchvision.transforms as T
-        transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                               T.Normalize(mean, std)])
-        self.loader = torch.utils.data.DataLoader(
-            PilDataset(data.train_images, data.train_labels, transform), batch_size=128, shuffle=True,
-            num_workers=workers, pin_memory=device.type == "cuda", drop_last=True)
+        self.loader = conventional_loader(data.train_images, data.train_labels, mean, std, batch_size=128,
+                                          workers=workers, pin_memory=device.type == "cuda", drop_last=True)
         torch.manual_seed(0)
         self.model = build_model(model_name, num_classes=data.num_classes).to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)

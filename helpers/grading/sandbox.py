@@ -92,6 +92,47 @@ def _python_roots() -> list[str]:
 SYSTEM_RO = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
 
 
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _namespace_options() -> list[str]:
+    """Every namespace unshared. A normal TA gets a user namespace mapping them to SANDBOX_UID; for
+    root that is not enough (Linux never applies RLIMIT_NPROC to a process whose real uid is 0, and a
+    user namespace keeps the real uid), so bwrap sets up the mounts as root and `_drop_root` then
+    switches to the real uid SANDBOX_UID, which clears every capability."""
+    common = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    if _running_as_root():
+        return [*common, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return [*common, "--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+
+
+def _drop_root() -> list[str]:
+    """As root: become SANDBOX_UID for real before any student code runs (capabilities are cleared)."""
+    if not _running_as_root():
+        return []
+    return ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
+
+
+def _parent_dirs(paths) -> list[str]:
+    """`--dir` options making every missing ancestor of `paths` traversable (bwrap would make them 0700)."""
+    made, out = set(SYSTEM_RO) | {"/", "/tmp", "/proc", "/dev"}, []
+    for path in paths:
+        parents = list(Path(path).parents)[::-1][1:]  # without "/"
+        for parent in map(str, parents):
+            if parent not in made and not any(parent.startswith(s + "/") for s in SYSTEM_RO):
+                made.add(parent)
+                out += ["--perms", "0755", "--dir", parent]
+    return out
+
+
+def make_sandbox_writable(path) -> None:
+    """Let the sandbox's uid write a folder the trusted side made (a kernel's socket folder)."""
+    os.chmod(path, 0o700)
+    if _running_as_root():
+        os.chown(path, SANDBOX_UID, SANDBOX_UID)
+
+
 def _rlimit_prefix(limits: Limits) -> list[str]:
     """prlimit run inside the namespace: RLIMIT_NPROC set after the user namespace exists counts only
     the sandbox's processes (set before, it would also count every process of the TA's uid)."""
@@ -100,26 +141,31 @@ def _rlimit_prefix(limits: Limits) -> list[str]:
 
 def sandbox_command(argv: list[str], *, workdir: str, submission: str | None = None,
                     readonly: list[str] = (), writable: list[str] = (), env: dict | None = None,
-                    gpu: bool = True, limits: Limits = LIMITS) -> list[str]:
+                    gpu: bool = True, python: bool = True, limits: Limits = LIMITS) -> list[str]:
     """The bwrap command line that runs `argv` in the sandbox with `workdir` as its working folder.
 
     `workdir` is a fresh tmpfs of limits.folder_bytes at that path; `submission` (a folder the
     trusted side prepared, see `private_copy`) is copied into it first. `readonly` paths are bound
     read-only at the same path, `writable` ones read-write (the kernel's socket folder). With
-    `gpu`, the NVIDIA device nodes that exist are bound too.
+    `gpu`, the NVIDIA device nodes that exist are bound too; `python=False` leaves out the Python
+    environment and helpers/ (a plain system command).
     """
-    cmd = [find_bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
-           "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", HOSTNAME, "--clearenv"]
-    cmd += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]  # /tmp first: later binds may sit below it
+    cmd = [find_bwrap(), *_namespace_options(), "--die-with-parent", "--new-session", "--hostname", HOSTNAME,
+           "--clearenv"]
+    # /tmp first: later binds may sit below it
+    cmd += ["--perms", "01777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
     for path in SYSTEM_RO:
         if os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
-    for path in [*_python_roots(), str(PACKAGE_DIR), *readonly]:
+    bound = [*(_python_roots() + [str(PACKAGE_DIR)] if python else []), *readonly]
+    cmd += _parent_dirs([*bound, str(workdir), *writable, "/run/submission"])
+    for path in bound:
         cmd += ["--ro-bind", str(path), str(path)]
     if gpu:
         for node in gpu_device_nodes():
             cmd += ["--dev-bind", node, node]
-    cmd += ["--size", str(limits.folder_bytes), "--perms", "0700", "--tmpfs", str(workdir)]
+    # World-writable with the sticky bit: only the sandbox sees it, and it must be writable by its uid.
+    cmd += ["--size", str(limits.folder_bytes), "--perms", "01777", "--tmpfs", str(workdir)]
     for path in writable:
         cmd += ["--bind", str(path), str(path)]
     if submission:
@@ -127,8 +173,8 @@ def sandbox_command(argv: list[str], *, workdir: str, submission: str | None = N
     for key, value in (env or {}).items():
         cmd += ["--setenv", key, str(value)]
     cmd += ["--chdir", str(workdir), "--"]
-    copy = 'cp -R /run/submission/. . 2>/dev/null; ' if submission else ''
-    return cmd + _rlimit_prefix(limits) + ["/bin/sh", "-c", copy + 'exec "$@"', "sandbox", *argv]
+    copy = 'cp -R /run/submission/. . || exit 70; ' if submission else ''
+    return cmd + _drop_root() + _rlimit_prefix(limits) + ["/bin/sh", "-c", copy + 'exec "$@"', "sandbox", *argv]
 
 
 def base_env(extra: dict | None = None) -> dict:
@@ -172,6 +218,7 @@ def private_copy(src: Path, dest: Path, limits: Limits = LIMITS) -> list[str]:
     """
     src, dest = Path(src), Path(dest)
     dest.mkdir(parents=True)
+    os.chmod(dest, 0o755)  # readable by the sandbox's uid, which copies it into its folder
     skipped, total = [], 0
     for root, dirs, files in os.walk(src, followlinks=False):
         rel = Path(root).relative_to(src)
@@ -179,7 +226,7 @@ def private_copy(src: Path, dest: Path, limits: Limits = LIMITS) -> list[str]:
             if os.path.islink(Path(root) / name):
                 skipped.append(f"{rel / name}: a symbolic link to a folder; left out")
         dirs[:] = [d for d in dirs if not os.path.islink(Path(root) / d)]
-        (dest / rel).mkdir(parents=True, exist_ok=True)
+        (dest / rel).mkdir(mode=0o755, parents=True, exist_ok=True)
         for name in files:
             path = Path(root) / name
             try:
@@ -193,6 +240,7 @@ def private_copy(src: Path, dest: Path, limits: Limits = LIMITS) -> list[str]:
             total += size
             with open(path, "rb") as fsrc, open(dest / rel / name, "wb") as fdst:
                 shutil.copyfileobj(fsrc, fdst)
+            os.chmod(dest / rel / name, 0o644)
     return skipped
 
 

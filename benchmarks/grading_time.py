@@ -1,9 +1,10 @@
-"""Per-student grading time of 06_challenge: `nbgrader autograde` plus the out-of-kernel scoring.
+"""Per-student grading time of 06_challenge, sandboxed and not, side by side in one run.
 
 Builds a temporary course with N simulated students (each the solution notebook with the
-checkpoints it saves), autogrades them in one run, scores them with `python -m helpers grade`,
-and prints the seconds per student of each step. Reduced mode and the generated dataset unless
-the environment says otherwise.
+checkpoints it saves), autogrades them in one run and scores them with `python -m helpers grade`,
+once with COURSE_SANDBOX=off (the trusted local opt-out: the time before the sandbox) and once
+in the sandbox, and prints the seconds per student of each step and the sandbox's overhead.
+Reduced mode and the generated dataset unless the environment says otherwise.
 
     python benchmarks/grading_time.py [--students 6]
 """
@@ -19,23 +20,20 @@ from pathlib import Path
 A = "06_challenge"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=6)
-    args = parser.parse_args()
-    os.environ.setdefault("COURSE_FAST", "1")
-    os.environ.setdefault("COURSE_OFFLINE", "1")
+def grade_class(n: int, sandboxed: bool) -> tuple[float, float]:
+    """(autograde seconds, scoring seconds) per student for a fresh course of n solution students."""
     from helpers.cli import main as helpers_cli
     from helpers.data import course_data
     from helpers.grading import course, simulate
 
+    os.environ["COURSE_SANDBOX"] = "on" if sandboxed else "off"
     data = course_data("cifar10", verbose=False)
     with tempfile.TemporaryDirectory() as tmp:
         root = course.make_course_dir(Path(tmp) / "course", [A])
         course.generate_release(root, A)
         release = simulate.read(root / "release" / A / f"{A}.ipynb")
         source = simulate.read(root / "source" / A / f"{A}.ipynb")
-        students = [f"student{i:03d}" for i in range(args.students)]
+        students = [f"student{i:03d}" for i in range(n)]
         for student in students:
             folder = course.submit(root, student, A, {f"{A}.ipynb": simulate.solution(release, source)})
             simulate.write_work_files(A, folder)
@@ -46,11 +44,26 @@ def main() -> None:
         argv = ["grade", A, "--course-root", str(root)] + (["--allow-synthetic"] if data.name == "synthetic" else [])
         helpers_cli(argv)
         score_s = time.perf_counter() - t0
-    n = len(students)
-    print(f"{n} students of {A} on {data.name} (reduced mode: {os.environ['COURSE_FAST']}), {os.cpu_count()} CPUs, "
-          f"python {sys.version.split()[0]}")
-    print(f"autograde {autograde_s / n:.1f} s/student | scoring {score_s / n:.1f} s/student | "
-          f"total {(autograde_s + score_s) / n:.1f} s/student")
+    return autograde_s / n, score_s / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=6)
+    args = parser.parse_args()
+    os.environ.setdefault("COURSE_FAST", "1")
+    os.environ.setdefault("COURSE_OFFLINE", "1")
+    from helpers.data import course_data
+    name = course_data("cifar10", verbose=False).name
+    plain = grade_class(args.students, sandboxed=False)
+    boxed = grade_class(args.students, sandboxed=True)
+    print(f"{args.students} students of {A} on {name} (reduced mode: {os.environ['COURSE_FAST']}), "
+          f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    for label, (auto, score) in (("no sandbox", plain), ("sandbox", boxed)):
+        print(f"{label:>10}: autograde {auto:.1f} s/student | scoring {score:.1f} s/student | "
+              f"total {auto + score:.1f} s/student")
+    print(f"sandbox overhead: {(sum(boxed) / sum(plain) - 1) * 100:+.0f}% per student "
+          f"(sandbox/no sandbox = {sum(boxed) / sum(plain):.2f}x)")
 
 
 if __name__ == "__main__":

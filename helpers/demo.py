@@ -28,6 +28,7 @@ STUDENTS = {
     "dee": "challenge only: full solution, but the checkpoint was not submitted",
     "eve": "challenge only: full solution, with a hostile checkpoint (a pickle that runs code)",
     "fay": "challenge only: full solution, plus a cell that monkeypatches helpers in the kernel",
+    "gus": "blank, plus code that tries to rewrite the gradebook, other students' files, helpers/ and the config",
 }
 # What fay adds after her last answer: it fakes nothing the out-of-kernel score uses, but it is
 # the kind of line the tamper report must flag.
@@ -66,7 +67,7 @@ def submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[str
     """Write the simulated students' submissions for one assignment; returns who submitted."""
     import torch
 
-    from .grading import simulate
+    from .grading import hostile, simulate
     from .grading.challenge import CHECKPOINT_NAME
     from .grading.course import submit
     name = f"{assignment}.ipynb"
@@ -76,8 +77,9 @@ def submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[str
     submit(root, "ada", assignment, {name: solved})
     submit(root, "ben", assignment, {name: simulate.blank(release_nb)})
     submit(root, "cy", assignment, {name: partly})
+    submit(root, "gus", assignment, {name: hostile.attacker(release_nb, source_nb, root)})
     if assignment != CHALLENGE:
-        return ["ada", "ben", "cy"]
+        return ["ada", "ben", "cy", "gus"]
     folder = root / "submitted" / "ada" / assignment
     print(f"ada runs the challenge notebook before submitting (trains and saves {CHECKPOINT_NAME})", flush=True)
     _run_notebook(simulate.solution(release_nb, source_nb), folder)
@@ -121,7 +123,21 @@ def run(args: argparse.Namespace) -> int:
     from .plots import image_grid, save_figure
     from .split import channel_mean_std, stratified_subset
     from .grading import course, simulate
+    from .grading.sandbox import SandboxUnavailable, find_bwrap, sandbox_disabled
     from .cli import main as helpers_cli
+
+    _say("sandbox")
+    if sandbox_disabled():
+        print("error: COURSE_SANDBOX=off is for a trusted local run; the demo grades a class, so it always "
+              "uses the sandbox. Unset COURSE_SANDBOX and run again.")
+        return 2
+    try:
+        bwrap = find_bwrap()
+    except SandboxUnavailable as exc:
+        print(f"error: {exc}")
+        return 2
+    print(f"every student kernel and checkpoint scorer runs sandboxed by {bwrap}: as uid 65534, no network, "
+          "a private copy of its own folder, the course's files read-only (helpers/grading/SANDBOX.md)")
 
     _say("data")
     data = course_data("cifar10")
@@ -153,12 +169,18 @@ def run(args: argparse.Namespace) -> int:
         source_nb = simulate.read(root / "source" / a / f"{a}.ipynb")
         graded[a] = submit_class(root, a, release_nb, source_nb)
 
+    from .grading.hostile import course_fingerprint
+    guarded = [PROJECT_ROOT / "helpers", root / "nbgrader_config.py", root / "source", root / "submitted"]
+    before = course_fingerprint(guarded)
     for a in assignments:
-        _say(f"nbgrader autograde {a} ({', '.join(graded[a])})")
+        _say(f"nbgrader autograde {a} in the sandbox ({', '.join(graded[a])})")
         t0 = time.perf_counter()
         result = course.autograde(root, a, graded[a], strict=False)
         status = "ok" if result.get("success") else "finished with failures (see the autograded notebooks)"
         print(f"{a}: {status} in {time.perf_counter() - t0:.0f} s")
+
+    changed = [p for p in set(before) | set(after := course_fingerprint(guarded)) if before.get(p) != after.get(p)]
+    print(f"gus's attacks: {'CHANGED ' + ', '.join(sorted(changed)[:5]) + ' (this is a bug)' if changed else 'nothing outside his sandbox changed'}")
 
     reports = out / "reports"
     if CHALLENGE in assignments:

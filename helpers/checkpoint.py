@@ -152,6 +152,48 @@ def _refusal(message: str) -> str:
     return f"this file contains Python objects other than tensors{named}; refusing to run code from it"
 
 
+# Limits on what a checkpoint archive may unpack to, checked before torch.load reads it.
+MAX_UNPACKED_BYTES = 200 * 10**6   # all members together (torch.save stores, it never compresses)
+MAX_COMPRESSION_RATIO = 20         # per member over 1 MB: a tensor of zeros compresses ~1000x
+MAX_MEMBERS = 100_000
+
+
+def check_archive(source, *, max_bytes: int = MAX_UNPACKED_BYTES, max_ratio: float = MAX_COMPRESSION_RATIO) -> None:
+    """CheckpointError when the zip archive `source` (a path, bytes or a binary file) would unpack to
+    more than `max_bytes`, has a member compressed more than `max_ratio` times, or too many members.
+
+    Reads only the archive's directory (zipfile infolist), never the members. A file that is not a
+    zip archive passes (torch.load then reads it, or says it is not a checkpoint); its size is the
+    caller's to cap.
+    """
+    import io
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    try:
+        if not zipfile.is_zipfile(source):
+            return
+        if hasattr(source, "seek"):
+            source.seek(0)
+        with zipfile.ZipFile(source) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # torch.load will say it is corrupt
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    if len(members) > MAX_MEMBERS:
+        raise CheckpointError(f"refused: the checkpoint archive has {len(members):,} members")
+    total = sum(m.file_size for m in members)
+    if total > max_bytes:
+        raise CheckpointError(f"refused: the checkpoint archive unpacks to {total / 1e6:,.0f} MB, over the "
+                              f"{max_bytes / 1e6:,.0f} MB limit (nothing was unpacked)")
+    for m in members:
+        if m.file_size > 2**20 and m.file_size > max_ratio * max(m.compress_size, 1):
+            raise CheckpointError(f"refused: a member of the checkpoint archive ({m.filename.rsplit('/', 1)[-1]}) is "
+                                  f"compressed {m.file_size / max(m.compress_size, 1):,.0f} times (a zip bomb?); "
+                                  "torch.save never compresses")
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
     """The checkpoint saved at `path` as a dict, read with weights_only=True only.
 
@@ -166,6 +208,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty: its save was probably interrupted; save the model again")
+    check_archive(path)  # before torch.load: a small zip must not unpack to gigabytes
     try:
         with warnings.catch_warnings():  # torch warns on stderr about some pickle protocols
             warnings.simplefilter("ignore")

@@ -179,8 +179,10 @@ def run(args: argparse.Namespace) -> int:
         status = "ok" if result.get("success") else "finished with failures (see the autograded notebooks)"
         print(f"{a}: {status} in {time.perf_counter() - t0:.0f} s")
 
-    changed = [p for p in set(before) | set(after := course_fingerprint(guarded)) if before.get(p) != after.get(p)]
-    print(f"gus's attacks: {'CHANGED ' + ', '.join(sorted(changed)[:5]) + ' (this is a bug)' if changed else 'nothing outside his sandbox changed'}")
+    after = course_fingerprint(guarded)
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    print("gus's attacks: " + (f"CHANGED {', '.join(changed[:5])} (this is a bug)" if changed
+                               else "nothing outside his sandbox changed"))
 
     reports = out / "reports"
     if CHALLENGE in assignments:

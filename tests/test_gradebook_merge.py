@@ -149,7 +149,7 @@ def test_merge_refuses_a_target_without_the_assignment(course_db, tmp_path):
 HOSTILE_ANSWER = "import helpers.checks\nhelpers.checks.check_close = lambda *a, **k: None\nx = 1"
 
 
-def test_grade_command_after_a_real_autograde(course_root, capsys, monkeypatch):
+def test_grade_command_after_a_real_autograde(course_root, capsys, monkeypatch, tmp_path):
     from helpers.models import build_model
     root = course_root
     release = nbformat.read(str(root / "release" / A / f"{A}.ipynb"), as_version=4)
@@ -159,9 +159,9 @@ def test_grade_command_after_a_real_autograde(course_root, capsys, monkeypatch):
     hostile.cells[0].source = HOSTILE_ANSWER
     for student, nb in (("good", solved), ("hostile", hostile), ("missing", release)):
         folder = course.submit(root, student, A, {A: nb})
-    torch.manual_seed(0)
-    model = build_model("mlp", num_classes=10, hidden=(32,))
-    for student in ("good", "hostile"):
+    for seed, student in enumerate(("good", "hostile")):  # different models: identical files would be reported
+        torch.manual_seed(seed)
+        model = build_model("mlp", num_classes=10, hidden=(32,))
         save_challenge_checkpoint(root / "submitted" / student / A / CHECKPOINT_NAME, model, history=[],
                                   mean=[0.5] * 3, std=[0.25] * 3, dataset="synthetic")
     (root / "submitted" / "hostile" / A / "torch.py").write_text("raise SystemExit\n")
@@ -169,12 +169,13 @@ def test_grade_command_after_a_real_autograde(course_root, capsys, monkeypatch):
         root / "submitted" / "good" / A / CHECKPOINT_NAME)  # someone else's file: refused in the worker
     assert folder.is_dir()
     course.autograde(root, A)
-    (root / "grading_tiers.json").write_text('{"cifar10": {"tiers": [{"at_least": 0.0, "fraction": 0.5}]}}')
+    tiers = tmp_path / "ta-only-tiers.json"  # outside the course folder; named explicitly with --tiers
+    tiers.write_text('{"cifar10": {"tiers": [{"at_least": 0.0, "fraction": 0.5}]}}')
 
     monkeypatch.setenv("COURSE_FAST", "1")  # the scoring workers inherit it
     capsys.readouterr()
     assert main(["grade", A, "--course-root", str(root), "--dataset", "synthetic", "--allow-synthetic",
-                 "--timeout", "90"]) == 0
+                 "--timeout", "90", "--tiers", str(tiers)]) == 0
     stdout = capsys.readouterr().out
     grades = {s: course.read_grades(root, A, s) for s in ("good", "hostile", "missing")}
     assert grades["good"][SCORE_CELL] == (5.0, 10.0)  # the tiers file: any accuracy earns half

@@ -166,10 +166,16 @@ def test_missing_data_is_the_graders_error_and_synthetic_is_announced(files, tmp
     assert "scored on the generated 'synthetic' dataset: cifar10 is not available here" in fallback["reason"]
 
 
-def test_worker_prints_only_json_on_stdout(files, capsys):
-    assert score_worker.main([str(files / "nan.pt"), "--dataset", "synthetic", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["status"] == "zero" and "NaN" in out["reason"]
+def test_worker_prints_only_json_on_stdout(files, tmp_path, capsys):
+    """The worker gets images only (no labels) and prints one JSON line of predictions per checkpoint."""
+    import numpy as np
+    images = course_data("synthetic", verbose=False).test_images[:50]
+    np.save(tmp_path / "test.npy", images)
+    args = [str(files / "nan.pt"), str(files / "good.pt"), "--images", str(tmp_path / "test.npy"), "--classes", "10"]
+    assert score_worker.main(args) == 0
+    nan, good = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert nan["status"] == "zero" and "NaN" in nan["reason"] and nan["n"] == 0
+    assert good["status"] == "ok" and good["n"] == 50 and set(good) == {"status", "reason", "model", "n", "pred"}
 
 
 # ----------------------------------------------------------------------------- the notebook's side
@@ -233,13 +239,23 @@ def test_tier_text_names_the_band():
     assert "below the lowest tier" in tier_fraction(0.3, DEFAULT_TIERS["cifar10"])[1]
 
 
-def test_tiers_file_overrides_one_dataset_and_rejects_nonsense(tmp_path):
-    (tmp_path / "grading_tiers.json").write_text(json.dumps(
+def test_tiers_file_overrides_one_dataset_and_rejects_nonsense(tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_TIERS", raising=False)
+    tiers = tmp_path / "ta-only" / "tiers.json"
+    tiers.parent.mkdir()
+    tiers.write_text(json.dumps(
         {"cifar10": {"metric": "accuracy", "tiers": [{"at_least": 0.3, "fraction": 0.5}, {"above": 0.9, "fraction": 1}]}}))
-    tables = load_tiers(tmp_path)
+    tables = load_tiers(tiers)
     assert tables["cifar100"] == DEFAULT_TIERS["cifar100"]
     assert [tier_fraction(v, tables["cifar10"])[0] for v in (0.9, 0.91, 0.3, 0.29)] == [0.5, 1.0, 0.5, 0.0]
-    (tmp_path / "grading_tiers.json").write_text(json.dumps({"cifar10": {"tiers": [{"above": 80, "fraction": 1}]}}))
+    monkeypatch.setenv("COURSE_TIERS", str(tiers))  # the environment variable names the same kind of file
+    assert load_tiers() == tables
+    monkeypatch.delenv("COURSE_TIERS")
+    tiers.write_text(json.dumps({"cifar10": {"tiers": [{"above": 80, "fraction": 1}]}}))
     with pytest.raises(ValueError, match="not a number in"):
-        load_tiers(tmp_path)
-    assert load_tiers(Path(tmp_path) / "elsewhere") == DEFAULT_TIERS
+        load_tiers(tiers)
+    with pytest.raises(ValueError, match="not found"):
+        load_tiers(tmp_path / "elsewhere.json")
+    # a folder (the old course-root argument) is never searched for grading_tiers.json
+    (tmp_path / "grading_tiers.json").write_text(json.dumps({"cifar10": {"tiers": [{"at_least": 0, "fraction": 1}]}}))
+    assert load_tiers(tmp_path) == DEFAULT_TIERS and load_tiers() == DEFAULT_TIERS

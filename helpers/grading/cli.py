@@ -2,7 +2,7 @@
 
     python -m helpers grade 06_challenge [--course-root .] [--dataset cifar10] [--timeout 120]
         [--allow-synthetic] [--points-from-gradebook] [--db GRADEBOOK] [--out DIR]
-        [--shard I --of N | --students a,b] [--scan-autograded] [--device cuda]
+        [--shard I --of N | --students a,b] [--scan-autograded] [--device cuda] [--tiers FILE]
     python -m helpers grade merge --into gradebook.db shards/gradebook-0.db shards/gradebook-1.db ...
         [--reports shards/out-*/grades-06_challenge.csv --assignment 06_challenge --out DIR]
     python -m helpers grade shard-students 06_challenge --shard I --of N [--course-root .]
@@ -16,13 +16,20 @@ assignment has that cell) is scored in a fresh process and written into the grad
 grades-<assignment>.csv, a histogram PNG and tamper-<assignment>.csv go to --out (default
 <course-root>/reports). The checkpoint scored is the student's submitted file (autograde runs
 the student's code, which could overwrite the autograded copy); the autograded copy is used
-only when no submitted one exists. Exit code 0 when the run finished (zero scores included),
-2 on misuse: unknown assignment, no gradebook, no score cell, no test data, bad tiers file.
+only when no submitted one exists. Every checkpoint is hashed (SHA-256) and scored from those
+exact bytes in the sandbox (see score.py); identical checkpoints of different students are
+reported in the tamper report. Tiers come from `--tiers FILE` or `$COURSE_TIERS` (never from the
+course root); test sets are verified against pinned digests (testsets.py); helpers/,
+nbgrader_config.py, the test sets and the gradebook schema are hashed before and after the run
+(integrity.py). Exit code 0 when the run finished (zero scores included), 2 on misuse: unknown
+assignment, no gradebook, no score cell, no test data or a test set that fails its digest, bad
+tiers file; 3 when the integrity check failed.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +66,8 @@ def _score_parser(assignment: str) -> argparse.ArgumentParser:
     p.add_argument("--students", help="comma-separated student ids to score (default: all)")
     p.add_argument("--scan-autograded", action="store_true", help="also scan the autograded notebooks for tampering")
     p.add_argument("--device", help="device for scoring (default: CUDA when available, else the CPU)")
+    p.add_argument("--tiers", help="a tiers JSON file kept outside the course folder (default: $COURSE_TIERS, "
+                                   "else the defaults of helpers/grading/tiers.py)")
     return p
 
 
@@ -122,17 +131,56 @@ def _parts(url: str, course_root, assignment: str, opts) -> list[dict]:
     return parts
 
 
-def _warm_data(parts: list[dict], allow_synthetic: bool) -> None:
-    """Load each test set once here (decoding and caching it), so no worker spends its time limit on that."""
-    from ..data import DataError, course_data
+def _warm_data(parts: list[dict], allow_synthetic: bool) -> dict[str, str]:
+    """Load and verify each test set once here (against its pinned digest), so no worker spends its
+    time limit on that and a bad test set stops grading before anything is scored; {dataset: digest}."""
+    from ..data import DataError
+    from .testsets import TestSetError, verified_testset
+    digests = {}
     for dataset in sorted({p["dataset"] for p in parts}):
         try:
-            data = course_data(dataset, fallback=allow_synthetic, verbose=False)
+            data = verified_testset(dataset, allow_synthetic=allow_synthetic)
         except DataError as exc:
             raise UsageError(f"no {dataset} test data: {str(exc).splitlines()[0]}. Set $COURSE_CIFAR10/"
                              "$COURSE_CIFAR100, or pass --allow-synthetic to use the generated dataset") from None
-        print(f"[grade] {dataset} test set: {len(data.test_labels)} images from {data.source}"
-              + (f" -- NOTE: {data.notes[0]}" if data.notes else ""))
+        except TestSetError as exc:
+            raise UsageError(f"grader error, grading stopped: {exc}") from None
+        digests[dataset] = data.digest
+        print(f"[grade] {dataset} test set: {len(data.labels)} images from {data.source}; sha256 {data.digest[:16]}... "
+              f"verified ({data.verified})" + (f" -- NOTE: {data.note}" if data.note else ""))
+    return digests
+
+
+def _testset_digests_now(datasets, allow_synthetic: bool) -> dict[str, str]:
+    """The test sets' digests loaded afresh (not remembered), for the integrity check after the run."""
+    from ..data import DataError
+    from .testsets import TestSetError, load_verified
+    digests = {}
+    for dataset in sorted(datasets):
+        try:
+            digests[dataset] = load_verified(dataset, allow_synthetic=allow_synthetic).digest
+        except (DataError, TestSetError) as exc:
+            digests[dataset] = f"unverifiable ({str(exc).splitlines()[0][:80]})"
+    return digests
+
+
+def _identical_checkpoints(rows: list[dict]) -> list:
+    """Tamper findings for checkpoints that are byte-for-byte identical across students."""
+    from .tamper import Finding
+    by_hash: dict[str, set] = {}
+    for row in rows:
+        if row.get("sha256") and row.get("student"):
+            by_hash.setdefault(row["sha256"], set()).add((row["student"], row.get("checkpoint") or row["dataset"]))
+    found = []
+    for digest, owners in sorted(by_hash.items()):
+        students = sorted({s for s, _ in owners})
+        if len(students) < 2:
+            continue
+        for student, name in sorted(owners):
+            others = ", ".join(s for s in students if s != student)
+            found.append(Finding(student, name, "(file)", None, f"sha256 {digest[:16]}",
+                                 f"identical checkpoint: byte-for-byte the same file as {others}'s"))
+    return found
 
 
 def _checkpoint(course_root: Path, student: str, assignment: str, name: str) -> Path:
@@ -144,17 +192,19 @@ def _checkpoint(course_root: Path, student: str, assignment: str, name: str) -> 
 
 def _changed_checkpoints(course_root: Path, assignment: str, students, names) -> list:
     """Tamper findings for checkpoints whose autograded copy differs from the submitted file."""
+    from .score import collect_checkpoint
     from .tamper import Finding
 
-    def digest(path: Path) -> str:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+    def digest(path: Path) -> str | None:
+        return collect_checkpoint(path)[1]  # never follows a link, never opens a device or FIFO
 
     found = []
     for student in students:
         for name in names:
             a = course_root / "submitted" / student / assignment / name
             b = course_root / "autograded" / student / assignment / name
-            if a.is_file() and b.is_file() and not a.is_symlink() and digest(a) != digest(b):
+            if (a.is_file() and b.is_file() and not a.is_symlink() and not b.is_symlink()
+                    and digest(a) != digest(b)):
                 found.append(Finding(student, name, "(file)", None, "", "the checkpoint changed during autograde "
                                      "(the submitted file was scored)"))
     return found
@@ -166,21 +216,41 @@ def grade_assignment(assignment: str, opts) -> int:
     from .gradebook import write_scores
     from .score import score_checkpoints
     from .tamper import scan_assignment, write_csv
-    from .tiers import load_tiers
+    from .integrity import IntegrityError, check, snapshot
+    from .tiers import TIERS_ENV, describe, load_tiers
     root = Path(opts.course_root).resolve()
     url = _course_db(root, opts.db)
+    before = snapshot(root, url)
     parts = _parts(url, root, assignment, opts)
     try:
-        tables = load_tiers(root)
+        tables = load_tiers(opts.tiers)  # never from the course root: the kernel could have written there
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    tiers_file = opts.tiers or os.environ.get(TIERS_ENV)
+    if tiers_file:
+        tiers_path = Path(tiers_file).expanduser().resolve()
+        print(f"[grade] tiers from {tiers_path} (sha256 {hashlib.sha256(tiers_path.read_bytes()).hexdigest()[:16]}...)"
+              + (" -- WARNING: it lies inside the course folder, which students' code could write"
+                 if root in tiers_path.parents else ""))
+    for part in parts:
+        print(f"[grade] {part['cell']} tiers: {describe(tables[part['tiers_key']])}")
     students = assignment_students(root, assignment)
     if opts.shard is not None or opts.of is not None:
         students = shard_students(students, opts.shard or 0, opts.of or 1)
     if opts.students:
         wanted = [s.strip() for s in opts.students.split(",") if s.strip()]
         students = [s for s in students if s in wanted]
-    _warm_data(parts, opts.allow_synthetic)
+    from .sandbox import SandboxUnavailable, find_bwrap, sandbox_disabled
+    if sandbox_disabled():
+        print("[grade] WARNING: COURSE_SANDBOX=off: checkpoints are scored WITHOUT the sandbox (trusted local run only)")
+    else:
+        try:
+            find_bwrap()
+        except SandboxUnavailable as exc:
+            raise UsageError(str(exc)) from None
+        print("[grade] checkpoints are scored in the sandbox (bubblewrap, python -I, no labels inside)")
+    testset_digests = _warm_data(parts, opts.allow_synthetic)
+    before.update({f"test set {k}": v for k, v in testset_digests.items()})
     out = Path(opts.out) if opts.out else root / "reports"
     rows = []
     # One fresh process per student scores all of that student's checkpoints (torch loads once).
@@ -199,6 +269,7 @@ def grade_assignment(assignment: str, opts) -> int:
                        "reason": f"the grader failed ({type(exc).__name__}: {exc}); not written"} for part in parts]
         for part, result in zip(parts, scored):
             result["part"] = part["tiers_key"]
+            result["checkpoint"] = part["checkpoint"]
             print(f"  {student} {part['cell']}: {result['points']:g}/{part['max_points']:g} "
                   f"({result['seconds']:.1f} s) {result['reason']}")
             results[part["cell"]].append(result)
@@ -209,12 +280,24 @@ def grade_assignment(assignment: str, opts) -> int:
     paths = report.write_report(rows, out, assignment)
     findings = scan_assignment(root, assignment, autograded=opts.scan_autograded, students=set(students))
     findings += _changed_checkpoints(root, assignment, students, [p["checkpoint"] for p in parts])
+    identical = _identical_checkpoints(rows)
+    findings += identical
     tamper_csv = write_csv(findings, out / f"tamper-{assignment}.csv")
     print()
     report.print_table(rows)
     print()
     report.print_findings(findings)
+    for finding in identical:
+        print(f"  identical checkpoint: {finding.student} {finding.notebook} ({finding.code}): {finding.reason}")
     print(f"\nwrote {paths['csv']}\nwrote {paths['histogram']}\nwrote {tamper_csv}")
+    after = snapshot(root, url, _testset_digests_now(testset_digests, opts.allow_synthetic))
+    try:
+        check(before, after)
+    except IntegrityError as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 3
+    print("[grade] integrity check passed: helpers/, nbgrader_config.py, the test sets and the gradebook schema "
+          "are unchanged")
     return 0
 
 

@@ -1,89 +1,262 @@
-"""Score a student's checkpoint in a fresh process with a time limit, and map it to points.
+"""Score a student's checkpoints in the sandbox, from bytes the grader hashed, against labels it keeps.
 
-`score_checkpoint` runs `python -m helpers.grading.score_worker <checkpoint> --json` in a new
-process (its own session, started from the project root so nothing in the submission folder
-can shadow a module), kills the whole process group when it runs past `timeout`, reads the
-JSON result and turns the metric into points with the tiers. Every failure is 0 points with a
-one-line reason; only "error" (the grader could not work, e.g. no test data) is not a score.
+`score_checkpoints` (one student, all parts):
+1. collects each checkpoint on the trusted side: `check_regular_file` (symbolic links, devices,
+   FIFOs and files over the cap are refused with a reason, never followed or read), opened with
+   O_NOFOLLOW, read once, SHA-256 hashed, its zip directory checked (`check_archive`: no zip
+   bombs), and exactly those bytes copied into a private folder (a 0700 temp folder of the TA's);
+2. loads each test set verified against its pinned digest (`testsets.verified_testset`) and
+   writes only the IMAGES to a private .npy, bound read-only into the sandbox; the labels
+   never leave this process;
+3. runs `score_worker` inside the sandbox (`sandbox.sandbox_command`: bubblewrap, uid 65534,
+   no network, read-only environment, GPU device nodes bound) with `python -I` and a two-line
+   bootstrap that puts the read-only project root on sys.path (see score_worker), under a
+   `Watchdog` (memory cap, `timeout` seconds per checkpoint). With COURSE_SANDBOX=off (a trusted
+   local run only) the same command runs without bubblewrap, in a private temp folder;
+4. validates what the worker printed (one JSON line per checkpoint with a prediction per test
+   image, classes in range; anything else is 0 points, "the scoring process returned malformed
+   output") and computes accuracy and macro-F1 itself, then points from the tiers.
+Every failure is 0 points with a one-line reason; only "error" (the grader could not work, e.g.
+no test data) is not a score. Each row carries the checkpoint's `sha256`.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import os
-import signal
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 from ..config import PROJECT_ROOT
 from .tiers import DEFAULT_TIERS, TierTable, tier_fraction
 
 DEFAULT_TIMEOUT = 120
+MAX_STDOUT_BYTES = 8 * 2**20     # the worker's results: ~27 KB per 10,000 images
+MAX_STDERR_BYTES = 64 * 2**10    # kept for the failure reason (its last line)
+MALFORMED = "the scoring process returned malformed output"
+SANDBOX_WORKDIR = "/tmp/score"   # the worker's private tmpfs inside the sandbox
+
+# Runs inside the sandbox with `python -I`: sys.path gets the read-only project root (holding only
+# helpers/ there) and nothing from the environment, the current folder or the user's site.
+BOOTSTRAP = ("import sys; sys.path.insert(0, {root!r}); "
+             "from helpers.grading.score_worker import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _result(student, dataset, max_points, **fields) -> dict:
     """A result row with every key present (None where unknown)."""
     row = {"student": student, "dataset": dataset, "status": "zero", "accuracy": None, "macro_f1": None,
            "model": None, "images": 0, "tier": "", "fraction": 0.0, "points": 0.0,
-           "max_points": float(max_points), "reason": "", "seconds": 0.0}
+           "max_points": float(max_points), "reason": "", "seconds": 0.0, "sha256": None}
     row.update(fields)
     return row
 
 
-def run_workers(items: list[tuple[Path, str]], *, timeout: float = DEFAULT_TIMEOUT, allow_synthetic: bool = False,
-                device: str | None = None) -> list[dict]:
-    """The worker's JSON result for each (checkpoint, dataset), from ONE fresh process (torch is
-    imported once per student), or a status "zero" dict saying why there is none.
+# ----------------------------------------------------------------------------- collection
 
-    The process gets `timeout` seconds per checkpoint; results printed before a timeout stand.
+def collect_checkpoint(path) -> tuple[bytes | None, str | None, str]:
+    """(bytes, sha256, "") of a submitted checkpoint, or (None, None, reason) when it is refused.
+
+    Never follows a link and never opens a device or FIFO (lstat first, then O_NOFOLLOW |
+    O_NONBLOCK and an fstat of what was opened); the zip directory is checked before any copy.
     """
-    cmd = [sys.executable, "-m", "helpers.grading.score_worker", *(str(Path(p).absolute()) for p, _ in items)]
-    for _, dataset in items:
-        cmd += ["--dataset", dataset]
-    cmd.append("--json")
-    if allow_synthetic:
-        cmd.append("--allow-synthetic")
-    if device:
-        cmd += ["--device", device]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    env.pop("NBGRADER_EXECUTION", None)
-    limit = timeout * len(items)
-    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    from ..checkpoint import CheckpointError, check_archive
+    from .sandbox import Refused, check_regular_file
+    from .score_worker import MAX_BYTES
+    path = Path(path)
     try:
-        stdout, stderr = proc.communicate(timeout=limit)
-        missing = None
-    except subprocess.TimeoutExpired:
-        stdout, stderr = _kill_group(proc)
-        missing = {"status": "zero", "reason": f"timed out after {limit:g} s"}
-    results = []
-    for line in (stdout or "").strip().splitlines():
-        if line.startswith("{"):
-            try:
-                results.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    if missing is None:
-        last = ((stderr or "").strip().splitlines() or ["no output"])[-1][:200]
-        missing = {"status": "zero", "reason": f"the scoring process failed (exit code {proc.returncode}): {last}"}
+        check_regular_file(path, MAX_BYTES)
+    except FileNotFoundError:
+        return None, None, f"checkpoint missing: {path.name} not found in the submission"
+    except Refused as exc:
+        return None, None, f"refused: {exc}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return None, None, f"refused: {path.name} could not be opened ({exc.strerror})"
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            return None, None, f"refused: {path.name} is not a regular file under {MAX_BYTES / 1e6:.0f} MB"
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        return None, None, f"refused: {path.name} grew past {MAX_BYTES / 1e6:.0f} MB while it was read"
+    try:
+        check_archive(data)
+    except CheckpointError as exc:
+        return None, hashlib.sha256(data).hexdigest(), str(exc)
+    return data, hashlib.sha256(data).hexdigest(), ""
+
+
+# ----------------------------------------------------------------------------- the worker
+
+def _reader(stream, cap: int, keep_tail: bool, sink: list, over: threading.Event) -> None:
+    """Drain `stream` into sink (bytes), keeping at most `cap` (the head, or the tail); flag overflow."""
+    buf = bytearray()
+    while chunk := stream.read(65536):
+        buf += chunk
+        if len(buf) > cap:
+            if keep_tail:
+                del buf[:len(buf) - cap]
+            else:
+                over.set()
+                del buf[cap:]
+    sink.append(bytes(buf))
+
+
+def worker_command(checkpoints: list[str], image_files: list[str], classes: list[int], *, workdir: str,
+                   submission: str | None, data_dir: str, device: str | None, sandbox: bool) -> list[str]:
+    """The command that runs the score worker (in bubblewrap unless `sandbox` is False)."""
+    argv = [sys.executable, "-I", "-c", BOOTSTRAP.format(root=str(PROJECT_ROOT)), *checkpoints]
+    for image_file, n in zip(image_files, classes):
+        argv += ["--images", image_file, "--classes", str(n)]
+    if device:
+        argv += ["--device", device]
+    if not sandbox:
+        return argv
+    from .sandbox import base_env, sandbox_command
+    extra = {}
+    if os.environ.get("COURSE_SCORE_TEST_SLEEP"):  # the test hook travels explicitly
+        extra["COURSE_SCORE_TEST_SLEEP"] = os.environ["COURSE_SCORE_TEST_SLEEP"]
+    return sandbox_command(argv, workdir=workdir, submission=submission, readonly=[data_dir],
+                           env=base_env(extra), gpu=True)
+
+
+def _run(cmd: list[str], *, cwd: str, env: dict | None, seconds: float) -> tuple[str, str, str | None, int]:
+    """(stdout, stderr, why it was stopped or None, exit code) of one supervised worker process."""
+    from .sandbox import LIMITS, Watchdog, kill_tree
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    out, err, over = [], [], threading.Event()
+    readers = [threading.Thread(target=_reader, args=(proc.stdout, MAX_STDOUT_BYTES, False, out, over), daemon=True),
+               threading.Thread(target=_reader, args=(proc.stderr, MAX_STDERR_BYTES, True, err, threading.Event()),
+                                daemon=True)]
+    for t in readers:
+        t.start()
+    watchdog = Watchdog(proc.pid, memory_bytes=LIMITS.memory_bytes, seconds=seconds)
+    watchdog.start()
+    stopped, started = None, time.monotonic()
+    try:
+        while proc.poll() is None:
+            if over.is_set():
+                kill_tree(proc.pid)
+                stopped = f"printed more than {MAX_STDOUT_BYTES // 2**20} MB; stopped"
+            elif time.monotonic() - started > seconds + 30:  # backstop, should the watchdog miss it
+                kill_tree(proc.pid)
+            time.sleep(0.05)
+    finally:
+        watchdog.stop()
+        if proc.poll() is None:
+            kill_tree(proc.pid)
+        proc.wait()
+        for t in readers:
+            t.join(timeout=5)
+    if watchdog.reason:
+        stopped = (f"timed out after {seconds:g} s" if watchdog.reason.startswith("ran longer")
+                   else watchdog.reason)
+    decode = lambda parts: (parts[0] if parts else b"").decode("utf-8", "replace")  # noqa: E731
+    return decode(out), decode(err), stopped, proc.returncode
+
+
+def run_workers(items: list[tuple[bytes, str, object]], *, timeout: float = DEFAULT_TIMEOUT,
+                device: str | None = None) -> list[dict]:
+    """The validated result of each (checkpoint bytes, file name, VerifiedTestSet), from ONE sandboxed
+    process (torch is imported once per student): {status, reason, model, predictions} or a status
+    "zero" dict saying why there is none. `timeout` seconds per checkpoint; results printed before
+    a timeout stand."""
+    from .sandbox import sandbox_disabled
+    sandbox = not sandbox_disabled()
+    tmp = Path(tempfile.mkdtemp(prefix="course-score-"))  # 0700: the TA's only
+    try:
+        sub, data = tmp / "submission", tmp / "data"
+        sub.mkdir()
+        data.mkdir()
+        names, image_files, classes, files = [], [], [], {}
+        for i, (raw, name, testset) in enumerate(items):
+            (sub / str(i)).mkdir()
+            (sub / str(i) / name).write_bytes(raw)
+            names.append(f"{i}/{name}")
+            if testset.digest not in files:
+                files[testset.digest] = data / f"{len(files)}.npy"
+                np.save(files[testset.digest], testset.images, allow_pickle=False)
+            image_files.append(str(files[testset.digest]))
+            classes.append(testset.num_classes)
+        if sandbox:
+            workdir, cwd, env = SANDBOX_WORKDIR, str(tmp), None
+        else:  # trusted local run: the same worker and bootstrap, in a private copy, no bubblewrap
+            shutil.copytree(sub, tmp / "work")
+            workdir = cwd = str(tmp / "work")
+            env = {k: v for k, v in os.environ.items() if k != "NBGRADER_EXECUTION"}
+        cmd = worker_command(names, image_files, classes, workdir=workdir, submission=str(sub),
+                             data_dir=str(data), device=device, sandbox=sandbox)
+        limit = timeout * len(items)
+        stdout, stderr, stopped, code = _run(cmd, cwd=cwd, env=env, seconds=limit)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]  # not a C library's stray print
+    results = [validate_line(line, testset) for line, (_, _, testset) in zip(lines, items)]
+    if stopped:
+        missing = {"status": "zero", "reason": stopped}
+    elif len(lines) < len(items):
+        last = (stderr.strip().splitlines() or ["no output"])[-1][:200]
+        missing = {"status": "zero", "reason": f"the scoring process failed (exit code {code}): {last}"}
+    else:
+        missing = {"status": "zero", "reason": MALFORMED}
     return (results + [dict(missing) for _ in items])[:len(items)]
 
 
-def run_worker(path, dataset: str = "cifar10", *, timeout: float = DEFAULT_TIMEOUT, allow_synthetic: bool = False,
-               device: str | None = None) -> dict:
-    """The worker's JSON result for one checkpoint (see run_workers)."""
-    return run_workers([(Path(path), dataset)], timeout=timeout, allow_synthetic=allow_synthetic, device=device)[0]
-
-
-def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
-    """Kill a worker and anything it started (it runs in its own session); its output so far."""
+def validate_line(line: str, testset) -> dict:
+    """One worker line checked: {status, reason, model, predictions}; MALFORMED unless it is
+    well-formed JSON with a prediction (an integer class in range) for every test image."""
+    bad = {"status": "zero", "reason": MALFORMED, "model": None, "predictions": None}
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    return proc.communicate()
+        raw = json.loads(line)
+    except (json.JSONDecodeError, ValueError, RecursionError):
+        return bad
+    if not isinstance(raw, dict) or raw.get("status") not in ("ok", "zero") or not isinstance(raw.get("reason"), str):
+        return bad
+    model = raw.get("model") if isinstance(raw.get("model"), str) else None
+    if raw["status"] == "zero":
+        reason = " ".join(raw["reason"].split())[:400] or "the checkpoint could not be scored"
+        return {"status": "zero", "reason": reason, "model": model, "predictions": None}
+    n = len(testset.labels)
+    try:
+        blob = base64.b64decode(raw.get("pred", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        return bad
+    if raw.get("n") != n or len(blob) != 2 * n:
+        return bad
+    preds = np.frombuffer(blob, dtype="<u2").astype(np.int64)
+    if preds.size and int(preds.max()) >= testset.num_classes:
+        return bad
+    return {"status": "ok", "reason": "", "model": model, "predictions": preds}
+
+
+def metrics_row(raw: dict, testset) -> dict:
+    """A validated worker line turned into {status, accuracy, macro_f1, reason, model, dataset, images},
+    the metrics computed here from the labels the grader holds."""
+    from ..metrics import accuracy, macro_f1
+    if "predictions" not in raw:
+        raw = validate_line(json.dumps(raw), testset)
+    out = {"status": raw["status"], "accuracy": None, "macro_f1": None, "model": raw.get("model"),
+           "dataset": testset.asked, "images": 0, "reason": raw["reason"]}
+    if raw["status"] == "ok":
+        preds = raw["predictions"]
+        out.update(accuracy=accuracy(testset.labels, preds),
+                   macro_f1=macro_f1(testset.labels, preds, num_classes=testset.num_classes),
+                   images=int(len(preds)))
+        out["reason"] = "; ".join(filter(None, [
+            f"{out['model']} on the {testset.name} test split ({out['images']} images)", testset.note]))
+    return out
 
 
 def points_for(result: dict, table: TierTable, max_points: float) -> tuple[float, float, str]:
@@ -98,7 +271,7 @@ def score_checkpoint(path, *, dataset: str = "cifar10", max_points: float = 1.0,
                      timeout: float = DEFAULT_TIMEOUT, allow_synthetic: bool = False, student: str = "",
                      device: str | None = None) -> dict:
     """Score one checkpoint: {student, dataset, status, accuracy, macro_f1, tier, fraction, points,
-    max_points, reason, seconds, model, images}. Never raises for a bad submission."""
+    max_points, reason, seconds, model, images, sha256}. Never raises for a bad submission."""
     part = {"path": path, "dataset": dataset, "max_points": max_points, "tiers": tiers}
     return score_checkpoints([part], timeout=timeout, allow_synthetic=allow_synthetic, student=student,
                              device=device)[0]
@@ -106,27 +279,44 @@ def score_checkpoint(path, *, dataset: str = "cifar10", max_points: float = 1.0,
 
 def score_checkpoints(parts: list[dict], *, timeout: float = DEFAULT_TIMEOUT, allow_synthetic: bool = False,
                       student: str = "", device: str | None = None) -> list[dict]:
-    """Score one student's checkpoints (each part: path, dataset, max_points, tiers) in one fresh
-    process; a result row per part, as score_checkpoint gives. Never raises for a bad submission."""
+    """Score one student's checkpoints (each part: path, dataset, max_points, tiers) in one sandboxed
+    process; a result row per part, as score_checkpoint gives. Never raises for a bad submission
+    (a test set that is unavailable or fails its digest raises: that is the grader's to fix)."""
+    from ..imagefolder import DataError
+    from .testsets import TestSetError, verified_testset
     start = time.perf_counter()
     raws: list[dict | None] = []
-    todo = []
+    digests, testsets, todo = [], [], []
     for part in parts:
-        path = Path(part["path"])
-        if not path.exists() and not path.is_symlink():  # no process needed to say so
-            raws.append({"status": "zero", "reason": f"checkpoint missing: {path.name} not found in the submission"})
-        else:
-            raws.append(None)
-            todo.append((path, part["dataset"]))
+        data, digest, reason = collect_checkpoint(part["path"])
+        digests.append(digest)
+        if data is None:  # no process needed to say so
+            raws.append({"status": "zero", "reason": reason})
+            testsets.append(None)
+            continue
+        try:
+            testset = verified_testset(part["dataset"], allow_synthetic=allow_synthetic)
+        except (DataError, TestSetError) as exc:
+            raws.append({"status": "error", "reason": f"test data unavailable or not trusted: {exc}"})
+            testsets.append(None)
+            continue
+        testsets.append(testset)
+        raws.append(None)
+        todo.append((data, Path(part["path"]).name, testset))
     if todo:
-        found = iter(run_workers(todo, timeout=timeout, allow_synthetic=allow_synthetic, device=device))
+        found = iter(run_workers(todo, timeout=timeout, device=device))
         raws = [raw if raw is not None else next(found) for raw in raws]
     seconds = round((time.perf_counter() - start) / len(parts), 2)
-    return [_points_row(raw, part, student, seconds) for raw, part in zip(raws, parts)]
+    rows = []
+    for raw, part, testset, digest in zip(raws, parts, testsets, digests):
+        if testset is not None:
+            raw = metrics_row(raw, testset)
+        rows.append(_points_row(raw, part, student, seconds, digest))
+    return rows
 
 
-def _points_row(raw: dict, part: dict, student: str, seconds: float) -> dict:
-    """A worker result turned into points and a one-line reason under the part's tiers."""
+def _points_row(raw: dict, part: dict, student: str, seconds: float, digest: str | None) -> dict:
+    """A result turned into points and a one-line reason under the part's tiers."""
     dataset, max_points = part["dataset"], part["max_points"]
     table = part.get("tiers") or DEFAULT_TIERS.get(dataset, DEFAULT_TIERS["cifar10"])
     fraction, points, tier = points_for(raw, table, max_points)
@@ -137,4 +327,4 @@ def _points_row(raw: dict, part: dict, student: str, seconds: float) -> dict:
         reason = f"0/{max_points:g} points: {reason}"
     known = {k: raw[k] for k in ("status", "accuracy", "macro_f1", "model", "images") if k in raw}
     return _result(student, dataset, max_points, **known, tier=tier, fraction=fraction, points=points,
-                   reason=reason, seconds=seconds)
+                   reason=reason, seconds=seconds, sha256=digest)

@@ -1,28 +1,44 @@
-"""Score checkpoints on the test split; run in a fresh process by `helpers.grading.score`.
+"""Predict the test images' classes from checkpoints; run by `helpers.grading.score` inside the sandbox.
 
-    python -m helpers.grading.score_worker <checkpoint> [<checkpoint> ...] --dataset cifar10 [--dataset cifar100 ...]
-        [--allow-synthetic] --json
+    python -I -c "<bootstrap>" <checkpoint> [<checkpoint> ...] --images test.npy [--images ...]
+        --classes 10 [--classes ...] [--device cuda]
 
-One process scores all of one student's checkpoints (importing torch once), one --dataset per
-checkpoint (or one for all). Prints one JSON line per checkpoint, in order:
-{status, accuracy, macro_f1, reason, model, dataset, images}.
-status "ok": scored; "zero": the submission cannot be scored (reason says why, 0 points);
-"error": the grader itself could not work (no test data), which is the TA's to fix.
+`helpers.grading.score` starts this module with `python -I` (no PYTHONPATH, no user site, no
+current folder on sys.path; the environment it runs from is read-only, so no .pth or
+sitecustomize can be added) and a two-line bootstrap passed with `-c` that puts the read-only
+project root first on sys.path and calls `main`: inside the sandbox that root holds only
+`helpers/`, so nothing else can shadow a module.
+
+The worker never sees the labels. For each checkpoint (a private copy of the exact bytes the
+grader hashed) it prints one JSON line: {"status", "reason", "model", "n", "pred"} where `pred`
+is the predicted class of every test image, base64 of little-endian uint16. The grader checks
+that line (length, classes in range) and computes accuracy and macro-F1 itself, so a line
+printed by anything else can earn no more than its predictions do.
+status "ok": predicted; "zero": the submission cannot be scored (reason says why).
 The file is read with `torch.load(weights_only=True)` only (helpers.checkpoint.load_checkpoint),
+after its zip directory was checked (helpers.checkpoint.check_archive); the model description is
+sized on the meta device (parameters, activations for a batch of 2) before anything is allocated,
 and the network is rebuilt from the course's model registry, so nothing from the file runs.
 Test hook: COURSE_SCORE_TEST_SLEEP=<seconds> makes the worker sleep first (to test timeouts).
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import inspect
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 MAX_BYTES = 150_000_000  # nbgrader refuses files over 100 MB; anything much bigger is not a submission
+MAX_PARAMETERS = 20_000_000  # the challenge's cap (06_challenge: at most 20,000,000 parameters)
+MAX_ACTIVATION_BYTES = 2 * 2**30  # activations of one batch of 2 images at 32x32, on the meta device
 REFUSED_CODE = ("refused: the checkpoint contains Python objects other than tensors (possible code); "
                 "nothing from it was run")
 
@@ -38,19 +54,23 @@ class GraderError(Exception):
 def _read(path: Path) -> dict:
     """The checkpoint dict, read weights-only; Zero with a plain reason on any problem."""
     from ..checkpoint import CheckpointError, load_checkpoint
-    if path.is_symlink():
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise Zero(f"checkpoint missing: {path.name} not found in the submission") from None
+    if stat.S_ISLNK(st.st_mode):
         raise Zero(f"refused: {path.name} is a symbolic link; submit the file itself")
-    if not path.exists():
-        raise Zero(f"checkpoint missing: {path.name} not found in the submission")
-    if not path.is_file():
-        raise Zero(f"checkpoint missing: {path.name} is not a regular file")
-    size = path.stat().st_size
+    if not stat.S_ISREG(st.st_mode):
+        raise Zero(f"refused: {path.name} is not a regular file (a device, pipe, socket or folder)")
+    size = st.st_size
     if size > MAX_BYTES:
         raise Zero(f"refused: {path.name} is {size / 1e6:.0f} MB, over nbgrader's 100 MB limit")
     try:
         return load_checkpoint(path)
     except CheckpointError as exc:
         text = str(exc).replace(str(path), path.name)
+        if text.startswith("refused"):
+            raise Zero(text) from None
         if "other than tensors" in text:
             raise Zero(REFUSED_CODE) from None
         if "empty" in text or "truncated" in text or "corrupt" in text:
@@ -70,6 +90,7 @@ def _rebuild(ckpt: dict):
         raise Zero(f"unknown model name {spec['name']!r}: not one of helpers.models ({', '.join(model_names())})")
     if not isinstance(spec.get("kwargs") or {}, dict):
         raise Zero(f"model {spec['name']!r}: its saved constructor arguments are not a dict")
+    size_on_meta(spec)  # Zero before any allocation when the description is too big
     if bad := has_nonfinite(ckpt["state_dict"]):
         raise Zero(f"weights contain NaN or inf in {len(bad)} tensors (e.g. {bad[0]}): training diverged")
     try:
@@ -82,26 +103,54 @@ def _rebuild(ckpt: dict):
                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:150] if str(exc) else ''})") from None
 
 
-def _test_data(dataset: str, allow_synthetic: bool):
-    """The test split to score on, and a note when it is not the dataset asked for."""
-    from ..data import DataError, course_data
+def size_on_meta(spec: dict) -> tuple[int, int]:
+    """(parameters, activation bytes for a batch of 2 images at 32x32) of the model a spec describes,
+    measured on the meta device (nothing is allocated); Zero when over MAX_PARAMETERS or
+    MAX_ACTIVATION_BYTES. A description that cannot even be built is left to the real rebuild,
+    which explains why."""
+    import torch
+    from ..models import build_model
+    from ..models.registry import _REGISTRY
+    kwargs = dict(spec.get("kwargs") or {})
+    constructor = _REGISTRY.get(spec["name"])
+    if constructor is not None and "pretrained" in inspect.signature(constructor).parameters:
+        kwargs["pretrained"] = False
     try:
-        data = course_data(dataset, fallback=allow_synthetic, verbose=False)
-    except DataError as exc:
-        raise GraderError(f"test data unavailable: {str(exc).splitlines()[0]} (set $COURSE_CIFAR10/"
-                          "$COURSE_CIFAR100, or pass --allow-synthetic for a demo)") from None
-    note = ""
-    if data.name != dataset:
-        note = f"scored on the generated '{data.name}' dataset: {dataset} is not available here (--allow-synthetic)"
-    if "[reduced mode]" in data.source:
-        note = "; ".join(filter(None, [note, "reduced mode (COURSE_FAST=1): a test subset"]))
-    return data, note
+        with torch.device("meta"):
+            model = build_model(spec["name"], **kwargs)
+    except Exception:
+        return 0, 0
+    params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    if params > MAX_PARAMETERS:
+        raise Zero(f"refused: model {spec['name']!r} as described has {params:,} parameters, over the challenge's "
+                   f"{MAX_PARAMETERS:,} (measured on the meta device; nothing was allocated)")
+    total = [0]
+
+    def count(_module, _inputs, output):
+        for t in (output if isinstance(output, (tuple, list)) else [output]):
+            if torch.is_tensor(t):
+                total[0] += t.numel() * t.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.empty(2, 3, 32, 32, device="meta"))
+    except Exception:
+        pass  # the real probe on a test batch says what is wrong
+    finally:
+        for h in hooks:
+            h.remove()
+    if total[0] > MAX_ACTIVATION_BYTES:
+        raise Zero(f"refused: model {spec['name']!r} as described needs {total[0] / 2**30:,.1f} GiB of activations "
+                   f"for 2 images, over {MAX_ACTIVATION_BYTES / 2**30:g} GiB (measured on the meta device; nothing "
+                   "was allocated)")
+    return params, total[0]
 
 
-def evaluate(path, dataset: str = "cifar10", *, allow_synthetic: bool = False, device=None) -> dict:
-    """Check, rebuild and test one checkpoint; a dict with status, accuracy, macro_f1 and reason."""
-    out = {"status": "zero", "accuracy": None, "macro_f1": None, "model": None, "dataset": dataset,
-           "images": 0, "reason": ""}
+def predict_checkpoint(path, images: np.ndarray, num_classes: int, device=None) -> dict:
+    """Check, rebuild and run one checkpoint on the test images (no labels):
+    {status, reason, model, predictions (int64 array, or None)}."""
+    out = {"status": "zero", "reason": "", "model": None, "predictions": None}
     try:
         from .challenge import check_mean_std
         ckpt = _read(Path(path))
@@ -109,67 +158,84 @@ def evaluate(path, dataset: str = "cifar10", *, allow_synthetic: bool = False, d
             raise Zero(problem)
         model = _rebuild(ckpt)
         out["model"] = ckpt["model"]["name"]
-        data, note = _test_data(dataset, allow_synthetic)
-        out.update(_measure(model, ckpt, data, device))
+        out["predictions"] = _predict(model, ckpt, images, num_classes, device)
         out["status"] = "ok"
-        out["reason"] = "; ".join(filter(None, [
-            f"{out['model']} on the {data.name} test split ({out['images']} images)", note]))
     except Zero as exc:
         out["reason"] = str(exc)
-    except GraderError as exc:
-        out["status"], out["reason"] = "error", str(exc)
     return out
 
 
-def _measure(model, ckpt: dict, data, device) -> dict:
-    """Accuracy and macro-F1 of the model on the test split (Zero when it cannot be run on it)."""
+def _predict(model, ckpt: dict, images: np.ndarray, num_classes: int, device) -> np.ndarray:
+    """The predicted class of every image (Zero when the model cannot be run on them)."""
     import torch
     from ..config import pick_device
     from ..evaluate import predict, to_model_input
-    from ..metrics import accuracy, macro_f1
     device = pick_device(device)
     model.to(device)
     try:
         with torch.no_grad():
-            probe = model(to_model_input(data.test_images[:2], ckpt.get("mean"), ckpt.get("std"), device))
+            probe = model(to_model_input(images[:2], ckpt.get("mean"), ckpt.get("std"), device))
     except Exception as exc:
         raise Zero(f"the model fails on a test batch ({type(exc).__name__}: {str(exc).splitlines()[0][:150]})") from None
     if probe.ndim != 2:
         raise Zero(f"the model outputs shape {tuple(probe.shape[1:])} per image, expected one score per class")
-    if probe.shape[1] != data.num_classes:
+    if probe.shape[1] != num_classes:
         raise Zero(f"wrong number of classes: the model outputs {probe.shape[1]} classes, "
-                   f"the test set has {data.num_classes}")
-    logits = predict(model, data.test_images, device=device, mean=ckpt.get("mean"), std=ckpt.get("std"))
-    preds = logits.argmax(1).numpy()
-    return {"accuracy": accuracy(data.test_labels, preds),
-            "macro_f1": macro_f1(data.test_labels, preds, num_classes=data.num_classes),
-            "images": int(len(preds))}
+                   f"the test set has {num_classes}")
+    logits = predict(model, images, device=device, mean=ckpt.get("mean"), std=ckpt.get("std"))
+    return logits.argmax(1).numpy().astype(np.int64)
+
+
+def encode_result(result: dict) -> str:
+    """The JSON line the worker prints for one checkpoint."""
+    preds = result.get("predictions")
+    line = {"status": result["status"], "reason": result["reason"], "model": result["model"],
+            "n": 0 if preds is None else int(len(preds)),
+            "pred": "" if preds is None else base64.b64encode(np.asarray(preds, dtype="<u2").tobytes()).decode()}
+    return json.dumps(line)
+
+
+def evaluate(path, dataset: str = "cifar10", *, allow_synthetic: bool = False, device=None) -> dict:
+    """Score one checkpoint in this process (no sandbox; tests and trusted local use): the verified
+    test set, the worker's prediction and the grader's metrics. {status, accuracy, macro_f1,
+    reason, model, dataset, images}; status "error" when the grader has no trusted test data."""
+    from ..imagefolder import DataError
+    from .score import metrics_row
+    from .testsets import TestSetError, verified_testset
+    try:
+        testset = verified_testset(dataset, allow_synthetic=allow_synthetic)
+    except (DataError, TestSetError) as exc:
+        return {"status": "error", "accuracy": None, "macro_f1": None, "model": None, "dataset": dataset,
+                "images": 0, "reason": f"test data unavailable: {str(exc).splitlines()[0]} (set $COURSE_CIFAR10/"
+                                       "$COURSE_CIFAR100, or pass --allow-synthetic for a demo)"}
+    raw = predict_checkpoint(path, testset.images, testset.num_classes, device)
+    return metrics_row(json.loads(encode_result(raw)), testset)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.grading.score_worker", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", metavar="checkpoint")
-    parser.add_argument("--dataset", action="append", choices=["cifar10", "cifar100", "synthetic"],
-                        help="the test set of each checkpoint, in order (one for all when given once)")
-    parser.add_argument("--allow-synthetic", action="store_true",
-                        help="use the generated dataset when the real one is not available (demo, tests)")
+    parser.add_argument("--images", action="append", required=True,
+                        help="a .npy of uint8 test images (N, 32, 32, 3), one per checkpoint (or one for all)")
+    parser.add_argument("--classes", action="append", type=int, required=True,
+                        help="the number of classes of each test set, in order (or one for all)")
     parser.add_argument("--device", default=None, help="default: CUDA when available, else the CPU")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--json", action="store_true", help="accepted for compatibility; the output is always JSON")
     args = parser.parse_args(argv)
-    datasets = args.dataset or ["cifar10"]
-    if len(datasets) == 1:
-        datasets = datasets * len(args.checkpoints)
-    if len(datasets) != len(args.checkpoints):
-        parser.error(f"{len(args.checkpoints)} checkpoints but {len(datasets)} --dataset options")
+    n = len(args.checkpoints)
+    images = args.images * n if len(args.images) == 1 else args.images
+    classes = args.classes * n if len(args.classes) == 1 else args.classes
+    if len(images) != n or len(classes) != n:
+        parser.error(f"{n} checkpoints but {len(images)} --images and {len(classes)} --classes options")
     if os.environ.get("COURSE_SCORE_TEST_SLEEP"):  # test hook: simulate a hang
         time.sleep(float(os.environ["COURSE_SCORE_TEST_SLEEP"]))
-    for path, dataset in zip(args.checkpoints, datasets):
+    out, loaded = sys.stdout, {}
+    for path, image_file, num_classes in zip(args.checkpoints, images, classes):
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the results
-            result = evaluate(path, dataset, allow_synthetic=args.allow_synthetic, device=args.device)
-        if args.json:
-            print(json.dumps(result), flush=True)
-        else:
-            print(f"{result['status']}: accuracy {result['accuracy']}, macro-F1 {result['macro_f1']}; {result['reason']}")
+            if image_file not in loaded:
+                loaded[image_file] = np.load(image_file, allow_pickle=False)
+            result = predict_checkpoint(path, loaded[image_file], num_classes, device=args.device)
+        print(encode_result(result), file=out, flush=True)
     return 0
 
 

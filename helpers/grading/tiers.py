@@ -15,7 +15,10 @@ Defaults (COURSE_DESIGN.md):
 - CIFAR-100 test macro-F1: >= 0.85 -> 100%, >= 0.80 -> 90%, >= 0.75 -> 80%, >= 0.70 -> 70%,
   >= 0.65 -> 60%, >= 0.55 -> 50%, else 0.
 
-Override: a file `grading_tiers.json` in the course root, with either or both datasets:
+Override: a JSON file the TA keeps OUTSIDE the course folder (the autograde kernel runs a
+student's code, which could write into the course root, so no tier file is ever read from
+there), named explicitly with `python -m helpers grade ... --tiers FILE` or `$COURSE_TIERS`
+(the option wins), with either or both datasets:
 
     {
       "cifar10":  {"metric": "accuracy",
@@ -27,16 +30,18 @@ Override: a file `grading_tiers.json` in the course root, with either or both da
     }
 
 `metric` is "accuracy" or "macro_f1"; thresholds and fractions lie in [0, 1]. A dataset left
-out keeps its default. A malformed file raises ValueError naming the file and the problem.
+out keeps its default. A malformed or missing file raises ValueError naming the file and the
+problem. The grader prints the file's SHA-256 with the tables it uses.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-TIERS_FILE = "grading_tiers.json"
+TIERS_ENV = "COURSE_TIERS"
 METRICS = ("accuracy", "macro_f1")
 
 
@@ -113,15 +118,23 @@ def _parse_table(name: str, raw, where: str) -> TierTable:
     return TierTable(metric, tuple(sorted(tiers, key=lambda t: (t.threshold, t.strict), reverse=True)))
 
 
-def load_tiers(course_root=None) -> dict[str, TierTable]:
-    """The tier tables: the defaults, with any dataset given in `<course_root>/grading_tiers.json` replaced."""
+def load_tiers(path=None) -> dict[str, TierTable]:
+    """The tier tables: the defaults, with any dataset given in the tiers FILE `path` (else
+    `$COURSE_TIERS`) replaced. A folder (the old course-root argument) is ignored: tiers are
+    never read from the course folder, which a student's code could write."""
     tables = dict(DEFAULT_TIERS)
-    path = Path(course_root) / TIERS_FILE if course_root is not None else None
-    if path is None or not path.is_file():
+    if path is not None and Path(path).is_dir():
+        path = None
+    if path is None:
+        path = os.environ.get(TIERS_ENV) or None
+    if path is None:
         return tables
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{path}: tiers file not found (from --tiers or ${TIERS_ENV})")
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: must hold an object keyed by dataset (cifar10, cifar100)")

@@ -1,0 +1,141 @@
+"""The test sets the grader scores on, checked against SHA-256 digests pinned here.
+
+The data folder (`data/cache/*.npz`) is writable by whoever runs a notebook, including a
+student's code in the autograde kernel, so to the grader a cache is only a cache: every test
+split it scores on is loaded by `load_verified` and its digest (`testset_digest`: SHA-256 over
+the split's shape, images and labels) is compared with the digests pinned in `PINNED`:
+
+- the generated 'synthetic' dataset (helpers.synthetic, seed 0, the sizes `course_data` uses),
+  in full and in reduced mode (COURSE_FAST=1), for `--dataset synthetic` and the
+  `--allow-synthetic` fallback;
+- the course's CIFAR-10 / CIFAR-100 copies (cifar10-webp, cifar10-jpeg, cifar100-webp .tar.gz
+  image-folder archives), in full and in reduced mode. Only their digests are here: the
+  archives are no dependency of the kit or its tests.
+
+When the loaded split does not match, it is loaded again from its source with the cache
+bypassed (`use_cache=False`): a relabelled or replaced cache therefore changes nothing. When the
+fresh load does not match either, grading stops with a `TestSetError` naming the source and
+both digests.
+
+Other sources: a split that came from torchvision (a previous or a new download) is accepted,
+because torchvision verifies the MD5 of every file it reads (a modified file raises "Dataset not
+found or corrupted"); it is always loaded with the cache bypassed, so the cache cannot stand in
+for it. Any other source (e.g. a TA's own image folder) is accepted only when the TA pins its
+digest explicitly: `$COURSE_TESTSET_SHA256` holds one or more digests (comma-separated) that
+the grader adds to the pinned ones; the refusal message prints the digest to pin. The digests of
+a run are printed by `python -m helpers grade` so that a TA can pin them.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+DIGEST_VERSION = b"course-testset-v1"
+PIN_ENV = "COURSE_TESTSET_SHA256"
+
+# (dataset, test images, source, reduced mode, SHA-256 of the test split as `testset_digest` computes it)
+_PINNED_TABLE = [
+    ("synthetic", 2000, "generated, seed 0", False, "fad7e50d59941263fbaf9eec161c82c3c5b9b326c50fcbc11e0b863d35ee5b87"),
+    ("synthetic", 1000, "generated, seed 0", True, "dc3e712e8352a81d360e7db073837d34c8df907e124c55c8d4a5708feb2887a8"),
+    ("cifar10", 10000, "cifar10-webp.tar.gz", False, "e370d75eb8b33a0fa8f84234d35fb5b5dc6a892fe74ffdbe3363a66e8f8a2318"),
+    ("cifar10", 1000, "cifar10-webp.tar.gz", True, "d6e5a0c7935352f9a645bae307447568bac3361a60e13bea374833559b8beb4c"),
+    ("cifar10", 10000, "cifar10-jpeg.tar.gz", False, "f7b9d44a9f9520f2b7b6c5776758808d10a92de377a8b692c9c03b932bac37f8"),
+    ("cifar10", 1000, "cifar10-jpeg.tar.gz", True, "2987d81315d2813f796d84367b163d16d09bcbab85d2d65dc3ba7f2c51620bbc"),
+    ("cifar100", 10000, "cifar100-webp.tar.gz", False, "75600efe119f8b9e7953c77d70bba7b6df5df501ddf601ea0d4261fcd7303e1b"),
+    ("cifar100", 1000, "cifar100-webp.tar.gz", True, "61e1d62c30473500798f139dc1c383040469fb502b7c4f528bff51fda56a538c"),
+]
+
+
+class TestSetError(RuntimeError):
+    """The test set does not match its pinned digest (or cannot be trusted); grading must stop."""
+
+    __test__ = False  # not a pytest test class
+
+
+def testset_digest(images, labels) -> str:
+    """SHA-256 over a test split: a version tag, the images' shape, their uint8 bytes, int64 labels."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    labels = np.ascontiguousarray(labels, dtype="<i8")
+    h = hashlib.sha256(DIGEST_VERSION)
+    h.update(repr(tuple(images.shape)).encode())
+    h.update(images.tobytes())
+    h.update(labels.tobytes())
+    return h.hexdigest()
+
+
+def pinned_digests() -> dict[str, str]:
+    """{digest: what it is} of every split the grader accepts: the pinned ones and the TA's own."""
+    known = {digest: f"{name} test split ({n} images, {source}{', reduced mode' if reduced else ''})"
+             for name, n, source, reduced, digest in _PINNED_TABLE}
+    for digest in os.environ.get(PIN_ENV, "").replace(";", ",").split(","):
+        if digest.strip():
+            known.setdefault(digest.strip().lower(), f"pinned by the TA (${PIN_ENV})")
+    return known
+
+
+@dataclass
+class VerifiedTestSet:
+    """A test split the grader trusts: images and labels (copies it owns), with how it was verified."""
+    name: str           # the dataset actually loaded ('synthetic' on the --allow-synthetic fallback)
+    asked: str          # the dataset asked for
+    num_classes: int
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+    digest: str
+    verified: str       # which pinned digest it matched, or "torchvision checksums"
+    note: str = ""      # said in every reason: synthetic fallback, reduced mode
+
+
+def _load(dataset: str, allow_synthetic: bool, use_cache: bool):
+    from ..data import course_data
+    return course_data(dataset, fallback=allow_synthetic, verbose=False, use_cache=use_cache)
+
+
+def load_verified(dataset: str, *, allow_synthetic: bool = False) -> VerifiedTestSet:
+    """The test split of `dataset` as `course_data` gives it (run mode included), verified.
+
+    Raises DataError when no data is found and TestSetError when what was found is not a pinned
+    (or torchvision-checksummed, or TA-pinned) test set.
+    """
+    known = pinned_digests()
+    data = _load(dataset, allow_synthetic, use_cache=True)
+    from_torchvision = "torchvision download" in data.source
+    if from_torchvision:  # torchvision verifies the files' MD5 when it reads them: read them, not the cache
+        data = _load(dataset, allow_synthetic, use_cache=False)
+    digest = testset_digest(data.test_images, data.test_labels)
+    if digest not in known and not from_torchvision:
+        first = digest
+        data = _load(dataset, allow_synthetic, use_cache=False)  # the cache may have been rewritten
+        digest = testset_digest(data.test_images, data.test_labels)
+        if digest not in known:
+            raise TestSetError(
+                f"the {data.name} test split from {data.source} ({len(data.test_labels)} images) does not match any "
+                f"pinned digest (cached: {first[:16]}..., fresh from the source: {digest}). Grading stopped: the "
+                f"scores would not be comparable. If this source is the one you mean to grade on, pin it: "
+                f"export {PIN_ENV}={digest}")
+    verified = known.get(digest, "torchvision's file checksums (MD5, checked as it read them)")
+    notes = []
+    if data.name != dataset:
+        notes.append(f"scored on the generated '{data.name}' dataset: {dataset} is not available here "
+                     "(--allow-synthetic)")
+    if "[reduced mode]" in data.source:
+        notes.append("reduced mode (COURSE_FAST=1): a test subset")
+    return VerifiedTestSet(data.name, dataset, data.num_classes, np.array(data.test_images, dtype=np.uint8),
+                           np.array(data.test_labels, dtype=np.int64), data.source, digest, verified, "; ".join(notes))
+
+
+_MEMO: dict[tuple, VerifiedTestSet] = {}
+
+
+def verified_testset(dataset: str, *, allow_synthetic: bool = False) -> VerifiedTestSet:
+    """`load_verified`, remembered in this (trusted) process for the same dataset, mode and source settings."""
+    from ..config import data_dir, fast_mode
+    key = (dataset, allow_synthetic, fast_mode(), str(data_dir()), os.environ.get("COURSE_CIFAR10"),
+           os.environ.get("COURSE_CIFAR100"), os.environ.get(PIN_ENV), os.environ.get("COURSE_OFFLINE"))
+    if key not in _MEMO:
+        _MEMO[key] = load_verified(dataset, allow_synthetic=allow_synthetic)
+    return _MEMO[key]

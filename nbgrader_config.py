@@ -1,10 +1,10 @@
 """nbgrader 0.9.x settings for the course; nbgrader reads this file from the course root.
 
 Run nbgrader from the repository root (or a copy of it: see helpers/grading/course.py).
-Three values come from the environment so that a TA or a test can change them without editing
-this file: COURSE_CELL_TIMEOUT, COURSE_TRAINING_TIMEOUT and COURSE_SKIP_TAG. Set COURSE_SKIP_TAG
-on the grading machine: the default below is visible to anyone who can read this repository.
+Two values come from the environment so that a TA or a test can change them without editing
+this file: COURSE_CELL_TIMEOUT and COURSE_TRAINING_TIMEOUT.
 """
+import importlib.util
 import os
 import re
 import sys
@@ -34,7 +34,8 @@ def cell_timeout(cell):
     """Seconds a cell may run: TRAINING_TIMEOUT for read-only cells tagged "training", else CELL_TIMEOUT.
 
     Only locked cells with a grade_id qualify: autograde restores their source from the gradebook
-    (an unknown grade_id is dropped first), so a student cannot buy a long timeout for their own code.
+    (an unknown grade_id is dropped first) and their tags from source/ (ResetCellMetadata below drops
+    a student's tags, answer cells included), so a student cannot buy a long timeout for their own code.
     """
     meta = getattr(cell, "metadata", None) or {}
     nbg = meta.get("nbgrader", {})
@@ -42,6 +43,29 @@ def cell_timeout(cell):
     if "training" in meta.get("tags", []) and trusted:
         return TRAINING_TIMEOUT
     return CELL_TIMEOUT
+
+
+# Every notebook's kernel runs in the course sandbox (helpers/grading/sandbox_kernel.py, kernelspec
+# helpers/grading/kernels/course-sandbox): uid 65534, no network, a private copy of its own folder
+# only, read-only environment and data, no course secret in its environment, memory and output caps,
+# cell timeouts interrupted by kernel message. COURSE_SANDBOX=off runs the same kernelspec without the
+# sandbox: for a trusted local run only, never for real grading.
+# (c.Execute.kernel_manager_class would be ignored: nbgrader passes its own; and c.KernelSpecManager
+# does not reach the kernel manager nbclient makes, so the kernelspec is found through JUPYTER_PATH.)
+_HELPERS_SPEC = importlib.util.find_spec("helpers")  # located without importing helpers (and torch)
+if _HELPERS_SPEC is None or not _HELPERS_SPEC.submodule_search_locations:
+    raise SystemExit("nbgrader_config.py: the course package `helpers` is not importable (pip install -e .)")
+_KERNELS_PARENT = os.path.join(list(_HELPERS_SPEC.submodule_search_locations)[0], "grading")
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    [_KERNELS_PARENT] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != _KERNELS_PARENT])
+c.Execute.kernel_name = "course-sandbox"
+if sys.argv[1:2] in (["autograde"], ["validate"]):  # without bubblewrap, stop before any student runs
+    from helpers.grading.sandbox import SandboxUnavailable, find_bwrap, sandbox_disabled
+    if not sandbox_disabled():
+        try:
+            find_bwrap()
+        except SandboxUnavailable as _exc:
+            raise SystemExit(f"nbgrader: {_exc}") from None
 
 
 # Default per-cell limit; a hung answer cell costs at most this long and scores 0.
@@ -52,8 +76,6 @@ c.Execute.timeout_func = cell_timeout
 c.Execute.startup_timeout = 180
 # On a timeout, interrupt the kernel and go on with the next cell instead of aborting the notebook.
 c.Execute.interrupt_on_timeout = True
-# A student's "skip-execution" tag must not skip a test cell, so the skip tag is a secret value.
-c.Execute.skip_cells_with_tag = os.environ.get("COURSE_SKIP_TAG", "course-skip-7d1f93c0a5e2")
 
 # ----------------------------------------------------------------------------- outputs
 
@@ -68,6 +90,15 @@ IGNORE_PATTERN = r"(?m)\d+%\||\[\d+:\d\d[<,]|[\d?](?:it/s|s/it)\b|\b[A-Za-z]*War
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = IGNORE_PATTERN
 
+# Output is capped in bytes (1 MB a cell, 10 MB a notebook; helpers.grading.sandbox.LIMITS): as it
+# arrives, by the sandboxed kernel's proxy, and on the executed notebook by CapOutputBytes, run
+# right after Execute (named as a string: nbconvert imports it only when autograde runs).
+from nbgrader.converters import Autograde as _Autograde  # noqa: E402
+_AUTOGRADE_PPS = list(_Autograde.class_traits()["autograde_preprocessors"].default())
+_AFTER_EXECUTE = [getattr(p, "__name__", p) for p in _AUTOGRADE_PPS].index("Execute") + 1
+c.Autograde.autograde_preprocessors = (_AUTOGRADE_PPS[:_AFTER_EXECUTE] + ["helpers.grading.preprocessors.CapOutputBytes"]
+                                       + _AUTOGRADE_PPS[_AFTER_EXECUTE:])
+
 # Keep autograded notebooks and feedback readable when a submission prints in a loop.
 c.LimitOutput.max_lines = 300
 # Deep tracebacks (torch internals) are cut to their head and tail.
@@ -75,8 +106,44 @@ c.LimitOutput.max_traceback = 60
 
 # ----------------------------------------------------------------------------- grading
 
-# Test cells a student deleted are put back (nbgrader only restores edited ones by default).
+# The course's hooks: helpers/grading/autograde_hooks.py, each class says what and why. Named as
+# strings: nbconvert imports them only when autograde runs (importing helpers here costs seconds).
+_HOOKS = "helpers.grading.autograde_hooks."
+
+
+def _autograde_steps(name):
+    """c.Autograde.<name> as set above in this file, else nbgrader's default list."""
+    if name in c.Autograde:
+        return list(c.Autograde[name])
+    from nbgrader.converters import Autograde
+    return list(Autograde.class_traits()[name].default())
+
+
+def _step_name(step):
+    return getattr(step, "__name__", str(step).rsplit(".", 1)[-1])
+
+
+# Before execution, nbgrader's sanitize steps plus: every cell a student deleted is put back in
+# place (locked prompts and save cells too; nbgrader's own add_missing_cells raises KeyError when a
+# deleted graded cell follows a locked non-graded one), and every cell with a grade_id takes its
+# tags and metadata from source/ (a student's `skip-execution` or "training" tag is dropped).
+c.Autograde.sanitize_preprocessors = [
+    new for step in _autograde_steps("sanitize_preprocessors")
+    for new in ([_HOOKS + "RestoreMissingCells", step, _HOOKS + "ResetCellMetadata"]
+                if _step_name(step) == "OverwriteCells" else [step])]
+# Kept as a second net (it finds nothing missing after RestoreMissingCells).
 c.OverwriteCells.add_missing_cells = True
+# Execute becomes GuardedExecute (Execute's settings above apply to it): a dead kernel costs only the
+# cells not yet run, and the reason is written to the gradebook (RecordReasons after SaveAutoGrades).
+c.Autograde.autograde_preprocessors = [
+    new for step in _autograde_steps("autograde_preprocessors")
+    for new in ([_HOOKS + "GuardedExecute"] if _step_name(step) == "Execute" else
+                [step, _HOOKS + "RecordReasons"] if _step_name(step) == "SaveAutoGrades" else [step])]
+# An unreadable or failing notebook scores 0 with a reason instead of failing the whole run; its
+# making also installs RefuseUnsafeFiles: symlinks, devices, FIFOs and files over 200 MB in a
+# submission are not copied to autograded/ (a line in the log, a reason in the gradebook).
+c.Autograde.exporter_class = _HOOKS + "RefuseBrokenSubmissions"
+c.RefuseUnsafeFiles.max_file_bytes = 200 * 10**6
 # The stub students see in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 

@@ -35,6 +35,7 @@ TEST_CELL_TIMEOUT = os.environ.get("COURSE_TEST_CELL_TIMEOUT", "20")
 def kernel_env(tmp_path_factory):
     """Environment for nbgrader's kernels (they inherit ours): reduced mode, offline, a private data folder."""
     data_dir = tmp_path_factory.mktemp("data")
+    os.chmod(data_dir, 0o755)  # the sandboxed kernel runs as another uid (65534) and reads it
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COURSE_FAST", "1")
         mp.setenv("COURSE_OFFLINE", "1")

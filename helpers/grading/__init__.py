@@ -7,7 +7,10 @@
   tampered) and the registry of one wrong answer per assignment.
 - `challenge`: the contract between the 06_challenge notebook and the scoring (file names,
   score cells, saving the checkpoint, loading it instead of training during autograde).
-- `tiers`: the grading tiers, in one place (overridable by grading_tiers.json).
+- `tiers`: the grading tiers, in one place (another table only from a TA-only `--tiers` file).
+- `sandbox`, `sandbox_kernel`: the bubblewrap sandbox all student code runs in (SANDBOX.md).
+- `testsets`, `integrity`: pinned test-set digests; hashes of the course around a grading run.
+- `hostile`: a simulated hostile class, one student per attack on the grader.
 - `score`, `score_worker`: score one checkpoint in a fresh process with a time limit.
 - `gradebook`: write scores and reasons into the gradebook; merge shard gradebooks.
 - `tamper`, `tamper_code`: a static scan of submissions for in-kernel tampering.

@@ -13,7 +13,6 @@ outside the sandbox and no secret may reach its autograded notebook or feedback.
 import csv
 import os
 import site
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 
 from helpers.config import PACKAGE_DIR, PROJECT_ROOT
 from helpers.grading import course, hostile, simulate
-from helpers.grading.challenge import CHECKPOINT_NAME, CIFAR100_CHECKPOINT_NAME, SCORE_CELL
+from helpers.grading.challenge import CHECKPOINT_NAME
 
 pytest.importorskip("nbgrader")
 if os.environ.get("CI") != "true":
@@ -39,12 +38,12 @@ TEST_CELL_TIMEOUT = os.environ.get("COURSE_TEST_CELL_TIMEOUT", "20")
 @pytest.fixture(scope="module")
 def grading_env(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("hostile-data")
+    os.chmod(data_dir, 0o755)  # the sandboxed kernel runs as another uid (65534) and reads it
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COURSE_FAST", "1")
         mp.setenv("COURSE_OFFLINE", "1")
         mp.setenv("COURSE_DATA_DIR", str(data_dir))
         mp.setenv("COURSE_CELL_TIMEOUT", TEST_CELL_TIMEOUT)
-        mp.setenv("COURSE_TRAINING_TIMEOUT", "900")  # a student must not get this for her own code
         mp.setenv("COURSE_SANDBOX_MEMORY_MB", "1536")
         mp.setenv("COURSE_SKIP_TAG", hostile.OLD_PUBLIC_SKIP_TAG)
         mp.setenv("TA_API_TOKEN", SECRET)
@@ -213,13 +212,13 @@ def class06(grading_env, tmp_path_factory):
 def test_scoring_finishes_and_ada_scores(class06):
     assert class06["code"] == 0
     assert class06["result"].get("success"), class06["result"].get("log", "")[-3000:]
-    ada = class06["rows"][("ada", "cifar10")]
-    assert ada["status"] == "ok" and float(ada["points"]) > 0, ada
+    ada = class06["rows"][("ada", "cifar10")]  # an untrained model: scored, below the lowest tier
+    assert ada["status"] == "ok" and float(ada["accuracy"]) > 0, ada
 
 
 @pytest.mark.parametrize("student, words", [
     ("x-metabomb", ("too large", "parameters", "memory")),
-    ("x-zipbomb", ("compress", "uncompressed", "zip")),
+    ("x-zipbomb", ("compress", "unpacks to", "zip")),
     ("x-devzero", ("symbolic link",)),
     ("x-passwd", ("symbolic link",)),
     ("x-fifo", ("not a regular file",)),
@@ -243,7 +242,7 @@ def test_identical_checkpoints_are_reported(class06):
 
 
 def test_student_code_in_a_training_cell_gets_the_student_limit(class06):
-    # COURSE_TRAINING_TIMEOUT is 900 s here: had her Path() got it, the run would have taken that long.
+    # Her Path() never returns: only the per-cell limit (20 s here) ends the trusted training cell.
     assert class06["seconds"] < 400, class06["seconds"]
     nb = simulate.read(class06["root"] / "autograded" / "x-longtrain" / A6 / f"{A6}.ipynb")
     cell = nb.cells[simulate.cell_index(nb, "train-cifar10")]

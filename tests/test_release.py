@@ -103,40 +103,24 @@ def test_wrong_answers_registry_points_at_answer_cells(name):
 
 @pytest.fixture
 def config(monkeypatch):
-    for var in ("COURSE_CELL_TIMEOUT", "COURSE_TRAINING_TIMEOUT", "COURSE_SKIP_TAG"):
+    for var in ("COURSE_CELL_TIMEOUT",):
         monkeypatch.delenv(var, raising=False)
     return course.load_config(PROJECT_ROOT)
-
-
-def _cell(tags=(), **nbgrader):
-    from nbformat.v4 import new_code_cell
-    cell = new_code_cell("x = 1")
-    cell.metadata["tags"] = list(tags)
-    if nbgrader:
-        cell.metadata["nbgrader"] = nbgrader
-    return cell
 
 
 def test_config_execution_settings(config):
     ex = config.Execute
     assert config.CourseDirectory.course_id
     assert ex.timeout == 60 and ex.startup_timeout >= 60 and ex.interrupt_on_timeout
-    assert ex.skip_cells_with_tag and ex.skip_cells_with_tag != "skip-execution"
-    timeout = ex.timeout_func
-    assert timeout(_cell()) == 60
-    assert timeout(_cell(["training"], grade_id="train", locked=True, solution=False)) == 1800
-    # a student cannot buy a long timeout for their own code by tagging it
-    assert timeout(_cell(["training"], grade_id="f-answer", locked=False, solution=True)) == 60
-    assert timeout(_cell(["training"])) == 60
-    assert timeout(_cell(["training"], locked=True)) == 60
+    # one limit for every cell: no tag (a student's or a trusted cell's) buys more time, no tag skips a cell
+    assert "timeout_func" not in ex and "skip_cells_with_tag" not in ex
+    assert ex.kernel_name == "course-sandbox"
 
 
 def test_config_timeouts_follow_the_environment(monkeypatch):
     monkeypatch.setenv("COURSE_CELL_TIMEOUT", "7")
-    monkeypatch.setenv("COURSE_SKIP_TAG", "other-secret")
     config = course.load_config(PROJECT_ROOT)
-    assert config.Execute.timeout == 7 and config.Execute.timeout_func(_cell()) == 7
-    assert config.Execute.skip_cells_with_tag == "other-secret"
+    assert config.Execute.timeout == 7
 
 
 @pytest.mark.parametrize("text", [

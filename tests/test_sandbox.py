@@ -199,3 +199,22 @@ def test_private_copy_refuses_links_devices_and_big_files(tmp_path):
     assert "big.bin" in text and "limit per file" in text and "linked_dir" in text
     with pytest.raises(Refused, match="symbolic link"):
         check_regular_file(src / "zero.pt")
+
+
+def test_forked_workers_are_not_counted_once_per_child(tmp_path):
+    """DataLoader-style workers share the parent's pages: 30 forks of a 200 MB process stay under 1 GiB."""
+    cmd = sandbox_command([sys.executable, "-I", "-c", textwrap.dedent("""
+        import os, time
+        shared = bytearray(200_000_000)
+        for _ in range(30):
+            if os.fork() == 0:
+                time.sleep(2)
+                os._exit(0)
+        time.sleep(1)
+        print("alive")
+    """)], workdir=str(tmp_path / "work"), env=base_env())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    dog = Watchdog(proc.pid, memory_bytes=2**30, interval=0.05)
+    dog.start()
+    out, _ = proc.communicate(timeout=60)
+    assert "alive" in out and dog.reason is None, dog.reason

@@ -179,8 +179,8 @@ class RestoreMissingCells(SourceNotebookMixin, NbGraderPreprocessor):
 class ResetCellMetadata(SourceNotebookMixin, NbGraderPreprocessor):
     """Every cell with a known grade_id takes its tags and metadata from source/ (after OverwriteCells).
 
-    Tags decide what runs and for how long (`skip-execution`, `raises-exception`, "training" for
-    the long timeout of nbgrader_config.cell_timeout); OverwriteCells restores a locked cell's
+    Tags decide what runs and how its errors count (`skip-execution`, `raises-exception`, and any
+    tag a later setting may read); OverwriteCells restores a locked cell's
     source and nbgrader fields but keeps the student's tags. Answer cells get the source's tags
     too, so a student's `skip-execution` or "training" on them is dropped. The nbgrader fields
     the gradebook holds (locked, checksum, points) come from the gradebook.

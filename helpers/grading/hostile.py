@@ -12,8 +12,6 @@ autograded notebook or its feedback.
 """
 from __future__ import annotations
 
-import copy
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -175,12 +173,18 @@ def exit_kept_blocks(source) -> list[str]:
 # ----------------------------------------------------------------------------- checkpoints
 
 def _meta_bomb(path: Path) -> None:
-    """A tiny valid checkpoint whose model description asks for a 1,000,000-channel convolution."""
+    """A valid course checkpoint (a few KB) whose model description asks for a 1,000,000-channel convolution."""
     import torch
-    layers = [{"type": "conv", "out": 1_000_000}, {"type": "relu"}, {"type": "globalpool"},
-              {"type": "linear", "out": 10}]
-    ckpt = {"model": {"name": "layers", "kwargs": {"layers": layers}}, "state_dict": {},
-            "mean": [0.5] * 3, "std": [0.25] * 3, "history": []}
+    from ..checkpoint import save_checkpoint
+    from ..models import build_model
+    layers = [{"type": "conv", "out": 8}, {"type": "relu"}, {"type": "globalpool"}, {"type": "linear", "out": 10}]
+    save_checkpoint(path, build_model("layers", layers=layers), history=[], mean=[0.5] * 3, std=[0.25] * 3)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt["model"]["kwargs"]["layers"][0]["out"] = 1_000_000
+    for key in ("extra", "spec"):
+        if isinstance(ckpt.get(key), dict) and "kwargs" in ckpt[key]:
+            ckpt[key]["kwargs"]["layers"][0]["out"] = 1_000_000
+    ckpt["state_dict"] = {}
     torch.save(ckpt, path)
 
 

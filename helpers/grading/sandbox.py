@@ -283,6 +283,25 @@ def resident_bytes(pids: list[int]) -> int:
     return total
 
 
+def proportional_bytes(pids: list[int]) -> int:
+    """The summed proportional set size (PSS) of `pids`: pages shared after a fork count once in all.
+
+    Slower to read than RSS, so the watchdog reads it only when the RSS sum is over the cap (forked
+    workers would otherwise count the parent's memory once per child).
+    """
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL `pid` and every descendant."""
     for p in reversed(process_tree(pid)):
@@ -313,6 +332,8 @@ class Watchdog(threading.Thread):
                 return
             tree = process_tree(self.pid)
             rss = resident_bytes(tree)
+            if rss > self.memory_bytes:
+                rss = proportional_bytes(tree)
             self.peak_bytes = max(self.peak_bytes, rss)
             if rss > self.memory_bytes:
                 self.reason = (f"used more than {self.memory_bytes / 2**30:g} GiB of memory "

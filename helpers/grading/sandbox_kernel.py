@@ -51,7 +51,7 @@ PASS_TYPES = {"status", "execute_input", "clear_output", "iopub_welcome", "shutd
 ERROR_KEEP_BYTES = 64 * 1024  # an error is never dropped (it is what scores a test 0), only shortened
 # Environment variables the notebooks legitimately read; nothing else of the TA's reaches the kernel.
 PASSED_ENV = ("COURSE_CIFAR10", "COURSE_CIFAR100", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
-              "COURSE_CELL_TIMEOUT", "COURSE_TRAINING_TIMEOUT", "MPLBACKEND")
+              "COURSE_CELL_TIMEOUT", "MPLBACKEND")
 
 
 def _bootstrap_light():

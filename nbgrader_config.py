@@ -161,11 +161,17 @@ class HideHiddenTests(NbGraderPreprocessor):
             elif not hidden:
                 kept.append(line)
         cell.source = "\n".join(kept)
-        for output in cell.get("outputs", []):
-            if output.output_type == "error":
-                output.traceback = [f"{output.ename}: {output.evalue}"]
+        # Only the errors stay, as one "name: message" line: student code runs in the same kernel
+        # and could print the hidden source into this cell's other outputs.
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        for output in errors:
+            output.evalue = str(output.evalue)[:500]
+            output.traceback = [f"{output.ename}: {output.evalue}"]
+        cell.outputs = errors
         return cell, resources
 
 
 # The feedback HTML a student receives: grades, then the notebook without hidden tests.
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+# Student output is untrusted HTML: no scripts or event handlers in the page a TA or an LMS opens.
+c.HTMLExporter.sanitize_html = True

@@ -254,3 +254,17 @@ def test_sanitize_restores_cells_after_locked_non_graded_ones(tmp_path, monkeypa
     assert "training" in _cell(nb, "train-cifar10").metadata["tags"]
     assert "skip-execution" not in _cell(nb, "cifar100_recipe-tests").metadata.get("tags", [])
     assert ids.index("saved_model-tests") == ids.index("save-cifar10") + 1
+
+
+def test_a_kernel_that_never_starts_fails_the_run_instead_of_zeroing_the_class(run, tmp_path):
+    """No student code has run when the kernel fails to start: that is the grader's fault, so the
+    run reports failure (the TA fixes the setup and reruns) and nobody is graded 0 for it."""
+    root = course.make_course_dir(tmp_path / "course", [NAME])
+    release = simulate.read(course.generate_release(root, NAME) / f"{NAME}.ipynb")
+    with open(root / "nbgrader_config.py", "a") as f:
+        f.write('\nc.Execute.kernel_name = "no-such-kernel"  # a broken grading setup\n')
+    course.submit(root, "ok", NAME, {NAME: simulate.blank(release)})
+    result = course.autograde(root, NAME, ["ok"], strict=False)
+    assert not result["success"]
+    assert "did not start" in result["log"] and "not graded" in result["log"]
+    assert not (root / "autograded" / "ok" / NAME / f"{NAME}.ipynb").exists()

@@ -158,6 +158,11 @@ def test_no_secret_reaches_notebooks_or_feedback(class01):
     assert "environ" in json.dumps([c.get("outputs", []) for c in reader.cells if c.cell_type == "code"])
 
 
+def test_feedback_carries_no_student_script(class01):
+    page = next((class01["feedback"] / "x-html" / class01["a"]).glob("*.html")).read_text()
+    assert 'alert("hostile-xss")</script>' not in page and 'onerror="alert(2)"' not in page
+
+
 def test_output_is_capped_in_bytes(class01):
     path = class01["root"] / "autograded" / "x-bigline" / class01["a"] / f"{class01['a']}.ipynb"
     assert path.stat().st_size < 2 * 10**6, f"{path.stat().st_size / 1e6:.1f} MB autograded notebook"

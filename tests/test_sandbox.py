@@ -218,3 +218,28 @@ def test_forked_workers_are_not_counted_once_per_child(tmp_path):
     dog.start()
     out, _ = proc.communicate(timeout=60)
     assert "alive" in out and dog.reason is None, dog.reason
+
+
+def test_tmp_inside_is_capped(tmp_path):
+    result = run_python("""
+        import errno
+        try:
+            with open("/tmp/fill.bin", "wb") as f:
+                for _ in range(10):
+                    f.write(b"z" * 1_000_000)
+            print("filled")
+        except OSError as exc:
+            print("tmp full", errno.errorcode[exc.errno])
+    """, tmp_path, limits=Limits(tmp_bytes=4_000_000))
+    assert "tmp full ENOSPC" in result.stdout, result.stdout + result.stderr
+
+
+def test_host_socket_folder_rules(tmp_path):
+    """The kernel's socket folder is the one host folder it may write: size, count and links are watched."""
+    from helpers.grading.sandbox import host_folder_problem
+    assert host_folder_problem(str(tmp_path), 1000) is None
+    (tmp_path / "big").write_bytes(b"x" * 2000)
+    assert "more than" in host_folder_problem(str(tmp_path), 1000)
+    (tmp_path / "big").unlink()
+    (tmp_path / "k-1").symlink_to("/var/run/somewhere.sock")
+    assert "symbolic link" in host_folder_problem(str(tmp_path), 1000)

@@ -328,3 +328,37 @@ def test_load_dataset_survives_a_read_only_cache(tmp_path, monkeypatch, capsys):
     loaded = hdata.load_dataset("synthetic", root=tmp_path, synthetic_size=(100, 20))
     assert len(loaded.train_labels) == 100 and not (tmp_path / "cache").exists()
     assert "[helpers] synthetic: not cached" in capsys.readouterr().err
+
+
+def test_output_cap_bounds_status_comm_and_repeated_errors():
+    """Found by red-teaming: huge status messages, unlimited comm traffic and thousands of forged
+    errors all went past the caps into the grader's memory and the autograded notebook."""
+    key = b"k3y"
+    cap = OutputCap(key, "hmac-sha256", cell_bytes=10_000, notebook_bytes=25_000)
+    status = cap.filter(_frames(key, "status", {"execution_state": "idle", "junk": "j" * 1_000_000}))
+    assert _signed_ok(key, status) and json.loads(status[-1]) == {"execution_state": "idle"}
+    comms = [cap.filter(_frames(key, "comm_msg", {"data": "c" * 5_000}, parent_id=f"w{n}")) for n in range(10)]
+    assert sum(c is not None for c in comms) <= 5  # the notebook budget holds comm traffic too
+    errors = [cap.filter(_frames(key, "error", {"ename": "E", "evalue": "e" * 1_000, "traceback": []}, parent_id="x"))
+              for _ in range(300)]
+    kept = [e for e in errors if e is not None]
+    assert kept and len(kept) < 30, len(kept)  # the first error of the cell always stays
+
+
+def test_kernel_stderr_is_capped_and_cleaned(capfd):
+    """The kernel's stderr reaches the TA's log through a pipe: bounded, no terminal escapes."""
+    from helpers.grading.sandbox_kernel import STDERR_KEEP_BYTES, _pass_stderr
+    read, write = os.pipe()
+    payload = b"\x1b[2J\x1b]0;owned\x07" + b"x" * (3 * STDERR_KEEP_BYTES)
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        os.write(write, payload)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        _pass_stderr(pipe)
+    os.waitpid(pid, 0)
+    err = capfd.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "\\x1b" in err
+    assert len(err) < STDERR_KEEP_BYTES + 2_000 and "the rest is not shown" in err

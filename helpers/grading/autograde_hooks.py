@@ -219,13 +219,19 @@ def _error_output(ename: str, reason: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=ename, evalue=reason, traceback=[f"{ename}: {reason}"])
 
 
+class GraderSetupError(RuntimeError):
+    """The kernel could not start: the grading setup (sandbox, kernel) is broken, not the student's
+    work. It stops that student's grading (nbgrader reports the run as failed) instead of scoring 0."""
+
+
 class GuardedExecute(Execute):
     """nbgrader's Execute, but a dead kernel or a failed run costs only the cells that did not run.
 
     When the kernel dies in a cell (DeadKernelError, e.g. `os._exit` in an answer cell), that cell
     and every later code cell get an error output ("KernelDied") and are not run: their tests score
-    0, the cells before keep their points. Any other exception out of the run (the kernel does not
-    start, ...) is treated the same way from the cell where it happened. A notebook the exporter
+    0, the cells before keep their points. Any other exception after the first cell started is
+    treated the same way from the cell where it happened; a kernel that never starts raises
+    GraderSetupError (no student can cause it: no code of theirs has run yet). A notebook the exporter
     refused (resources[STATE_KEY]["refused"]) is not run at all: every code cell gets the reason.
     The reason goes to the log and to resources[STATE_KEY]["reasons"] for RecordReasons. Kernel
     selection (kernel_name, the kernel manager) is Execute's, unchanged.
@@ -257,15 +263,13 @@ class GuardedExecute(Execute):
             return super().preprocess(nb, resources, km)
         except Exception as exc:  # the run ended early: the cells not run score 0, with the reason
             if self._course_stopped is None:
-                if not self._course_started:  # not the student's doing as a rule: say so loudly
-                    self.log.error("%s: the kernel did not start (%s: %s). If this happens for every "
-                                   "student, the grading setup (kernel, sandbox) is broken: fix it and "
-                                   "rerun autograde with --force.", _label(resources), type(exc).__name__, exc)
-                    reason = (f"the notebook could not be run: the kernel did not start ({type(exc).__name__}: "
-                              f"{str(exc)[:300]}); no cell ran and the tests score 0")
-                else:
-                    reason = (f"autograde stopped at cell {self._course_next} ({type(exc).__name__}: "
-                              f"{str(exc)[:300]}); this cell and the ones after it were not run and score 0")
+                if not self._course_started:  # no student code ran: the grading setup is broken
+                    raise GraderSetupError(
+                        f"{_label(resources)}: the kernel did not start ({type(exc).__name__}: {str(exc)[:500]}). "
+                        "The grading setup (kernel, sandbox) is broken: fix it and rerun autograde; "
+                        "this student was not graded.") from exc
+                reason = (f"autograde stopped at cell {self._course_next} ({type(exc).__name__}: "
+                          f"{str(exc)[:300]}); this cell and the ones after it were not run and score 0")
                 self._stop(resources, "AutogradeError", reason)
                 self.log.debug("%s", traceback.format_exc())
             for cell in nb.cells[self._course_next:]:
@@ -400,6 +404,8 @@ class RefuseBrokenSubmissions(NotebookExporter):
 
         try:
             return attempt(nb)
+        except GraderSetupError:  # the grader's fault, not the submission's: never a 0
+            raise
         except Exception as exc:  # noqa: BLE001 -- one broken submission must not fail the run
             if key in self.refused or key == (None, None, None):
                 raise

@@ -101,6 +101,16 @@ for _r in _ROOTS:
         print("source", _nb, _try(lambda p=_nb: open(p).read()))
 print("environ", json.dumps(dict(os.environ)))
 """,
+    # Script in its own output, to run in the browser of whoever opens the feedback page.
+    "html": """
+from IPython.display import HTML, display
+display(HTML('<script>alert("hostile-xss")</script><img src=x onerror="alert(2)">'))
+""",
+    # The kernel's own stderr: flood it and try to rewrite the TA's log file through it.
+    "stderr": """
+os.write(2, b"\\x1b[2J" + b"e" * 5_000_000)
+print("truncate", _try(os.ftruncate, 2, 0))
+""",
     # A 30 MB single line of output (the old limit counted lines).
     "bigline": f"""
 print("x" * {BIG_LINE_BYTES})

@@ -42,18 +42,30 @@ class CapOutputBytes(NbGraderPreprocessor):
     notebook_bytes = Integer(LIMITS.notebook_output_bytes, help="Most bytes of output kept per notebook").tag(config=True)
 
     def preprocess(self, nb, resources):
-        total = 0
+        total = self.cap_metadata(nb)
         for cell in nb.cells:
             if cell.get("cell_type") == "code" and cell.get("outputs"):
                 cell.outputs, used = self.cap_cell(cell.outputs, self.notebook_bytes - total)
                 total += used
         return nb, resources
 
+    def cap_metadata(self, nb) -> int:
+        """Widget state nbclient stores in the notebook's metadata counts too; dropped when over the
+        cell limit. The bytes of metadata kept."""
+        widgets = nb.metadata.get("widgets")
+        if widgets is not None and output_bytes(widgets) > self.cell_bytes:
+            del nb.metadata["widgets"]
+            self.log.warning("Widget state dropped: over the %d-byte limit", self.cell_bytes)
+        return output_bytes(nb.metadata.get("widgets", {}))
+
     def cap_cell(self, outputs: list, notebook_left: int) -> tuple[list, int]:
         """The outputs kept (in order) and the bytes they use."""
-        kept, used, noted = [], 0, False
+        kept, used, noted, errored = [], 0, False, False
         for output in outputs:
-            if output.get("output_type") == "error":  # never dropped: a failed test must stay failed
+            if output.get("output_type") == "error":  # a failed test must stay failed: the first error is kept
+                if errored and min(self.cell_bytes, notebook_left) - used <= 0:
+                    continue
+                errored = True
                 if output_bytes(output) > ERROR_KEEP_BYTES:
                     output.evalue = _cut_text(str(output.get("evalue", "")), ERROR_KEEP_BYTES // 8)
                     tb = [str(line) for line in output.get("traceback", [])]

@@ -48,6 +48,8 @@ class Limits:
     processes: int = 256             # RLIMIT_NPROC inside the sandbox's user namespace
     file_bytes: int = 200 * 10**6    # RLIMIT_FSIZE: the largest file the student's code may write
     folder_bytes: int = 10**9        # the private working folder (a tmpfs of this size)
+    tmp_bytes: int = 512 * 2**20     # /tmp inside (a tmpfs: RAM, outside the resident-memory count)
+    socket_dir_bytes: int = 16 * 2**20  # the only host folder the kernel may write (its IPC sockets)
     cell_output_bytes: int = 10**6   # per cell, enforced by the TA's process on what the kernel sends
     notebook_output_bytes: int = 10 * 10**6
     notebook_seconds: int = 1800     # a whole notebook, whatever its cells' limits
@@ -153,7 +155,7 @@ def sandbox_command(argv: list[str], *, workdir: str, submission: str | None = N
     cmd = [find_bwrap(), *_namespace_options(), "--die-with-parent", "--new-session", "--hostname", HOSTNAME,
            "--clearenv"]
     # /tmp first: later binds may sit below it
-    cmd += ["--perms", "01777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--size", str(limits.tmp_bytes), "--perms", "01777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
     for path in SYSTEM_RO:
         if os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
@@ -311,16 +313,38 @@ def kill_tree(pid: int) -> None:
             pass
 
 
+def host_folder_problem(folder: str, max_bytes: int, max_entries: int = 64) -> str | None:
+    """Why a host folder the sandbox may write (a kernel's socket folder) breaks its rules, or None:
+    more than `max_bytes` or `max_entries`, or a symbolic link (the trusted side connects to paths there)."""
+    total = 0
+    try:
+        with os.scandir(folder) as entries:
+            for n, entry in enumerate(entries):
+                if n >= max_entries:
+                    return f"wrote more than {max_entries} files into its socket folder; stopped"
+                if entry.is_symlink():
+                    return f"put a symbolic link ({entry.name}) into its socket folder; stopped"
+                total += entry.stat(follow_symlinks=False).st_size
+    except OSError:
+        return None
+    if total > max_bytes:
+        return f"wrote more than {max_bytes / 2**20:g} MiB into its socket folder; stopped"
+    return None
+
+
 class Watchdog(threading.Thread):
-    """Kills a sandbox's whole process tree when its resident memory passes the cap or its time runs out.
+    """Kills a sandbox's whole process tree when its resident memory passes the cap, its time runs out,
+    or a host folder it may write (`watch_folder`) breaks `host_folder_problem`'s rules.
 
     `reason` says why it killed (None while it has not). Polls every `interval` seconds.
     """
 
     def __init__(self, pid: int, *, memory_bytes: int = LIMITS.memory_bytes, seconds: float | None = None,
-                 interval: float = 0.1):
+                 interval: float = 0.1, watch_folder: str | None = None,
+                 folder_bytes: int = LIMITS.socket_dir_bytes):
         super().__init__(daemon=True)
         self.pid, self.memory_bytes, self.seconds, self.interval = pid, memory_bytes, seconds, interval
+        self.watch_folder, self.folder_bytes = watch_folder, folder_bytes
         self.reason: str | None = None
         self.peak_bytes = 0
         self._stop_event = threading.Event()
@@ -340,6 +364,8 @@ class Watchdog(threading.Thread):
                                f"({rss / 2**30:.1f} GiB); stopped")
             elif self.seconds is not None and time.monotonic() - start > self.seconds:
                 self.reason = f"ran longer than {self.seconds:g} s; stopped"
+            elif self.watch_folder:
+                self.reason = host_folder_problem(self.watch_folder, self.folder_bytes)
             if self.reason:
                 kill_tree(self.pid)
                 return

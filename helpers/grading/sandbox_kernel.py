@@ -49,6 +49,8 @@ IPC_PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 
 OUTPUT_TYPES = {"stream", "display_data", "execute_result", "update_display_data", "error"}
 PASS_TYPES = {"status", "execute_input", "clear_output", "iopub_welcome", "shutdown_reply"}
 ERROR_KEEP_BYTES = 64 * 1024  # an error is never dropped (it is what scores a test 0), only shortened
+MAX_MESSAGE_BYTES = 64 * 2**20  # larger messages from the kernel are refused by ZMQ before they are read
+STDERR_KEEP_BYTES = 64 * 1024  # the kernel's own stderr (not its cells' output) passed on to the TA's log
 # Environment variables the notebooks legitimately read; nothing else of the TA's reaches the kernel.
 PASSED_ENV = ("COURSE_CIFAR10", "COURSE_CIFAR100", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
               "COURSE_CELL_TIMEOUT", "MPLBACKEND")
@@ -104,6 +106,7 @@ class OutputCap:
         self.digest = getattr(hashlib, scheme.split("-", 1)[-1]) if key else None
         self.cell_used: dict[str, int] = {}
         self.noted: set[str] = set()
+        self.errored: set[str] = set()
         self.total = 0
 
     def _sign(self, parts: list[bytes]) -> bytes:
@@ -129,15 +132,25 @@ class OutputCap:
             return frames  # not a Jupyter message: nothing to cap
         msg_type = header.get("msg_type", "")
         size = sum(len(f) for f in frames[i + 2:])
-        if msg_type in PASS_TYPES:
-            return frames
-        if msg_type not in OUTPUT_TYPES:  # comm messages etc.: only oversized ones are dropped
-            return frames if size <= self.cell_bytes else None
+        if msg_type in PASS_TYPES:  # the protocol needs them (status: idle ends a cell): kept, but small
+            if size <= ERROR_KEEP_BYTES:
+                return frames
+            content = json.loads(frames[i + 5])
+            small = {k: content[k] for k in ("execution_state", "wait", "status", "restart") if k in content}
+            return self._rebuild(frames[:i + 6], i, header, small)
         pid = parent.get("msg_id", "")
+        if msg_type not in OUTPUT_TYPES:  # comm messages etc.: counted against the notebook, then dropped
+            if size > self.cell_bytes or self.total + size > self.notebook_bytes:
+                return None
+            self._count(pid, size)
+            return frames
         used = self.cell_used.get(pid, 0)
         allowance = min(self.cell_bytes - used, self.notebook_bytes - self.total)
         scope = "cell" if self.cell_bytes - used <= self.notebook_bytes - self.total else "notebook"
-        if msg_type == "error":
+        if msg_type == "error":  # kept, shortened; past the budget only a cell's first error
+            if allowance <= 0 and pid in self.errored:
+                return None
+            self.errored.add(pid)
             if size > ERROR_KEEP_BYTES:
                 frames = self._rebuild(frames, i, header, _short_error(json.loads(frames[i + 5])))
             self._count(pid, sum(len(f) for f in frames[i + 2:]))
@@ -232,6 +245,7 @@ def _start_proxies(ctx, outer: dict, inner_ip: str, cap: OutputCap) -> list:
         front, back = ctx.socket(front_type), ctx.socket(back_type)
         for s in (front, back):
             s.setsockopt(zmq.LINGER, 0)
+        back.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # never read a bigger message into our memory
         front.bind(_address(transport, ip, outer[name]))
         back.connect(_address("ipc", inner_ip, IPC_PORTS[name]))
         sockets.extend([front, back])
@@ -382,9 +396,12 @@ def main(argv: list[str] | None = None) -> int:
             [sys.executable, "-m", "ipykernel_launcher", "-f", str(inner_file), *rest],
             workdir=workdir, submission=str(copy_dir), readonly=_readonly_paths(config),
             writable=[str(sockets_dir)], env=_kernel_env(sandbox, config, {}))
-        # stdout: only ipykernel's "no parent, Ctrl-C will not work" banner comes before it captures fd 1
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        watchdog = sandbox.Watchdog(proc.pid, memory_bytes=limits.memory_bytes, seconds=limits.notebook_seconds)
+        # stdout: only ipykernel's "no parent, Ctrl-C will not work" banner comes before it captures fd 1.
+        # stderr: a pipe we read, never the TA's own stderr (the kernel could write, truncate or rewrite it).
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        threading.Thread(target=_pass_stderr, args=(proc.stderr,), daemon=True).start()
+        watchdog = sandbox.Watchdog(proc.pid, memory_bytes=limits.memory_bytes, seconds=limits.notebook_seconds,
+                                    watch_folder=str(sockets_dir), folder_bytes=limits.socket_dir_bytes)
         watchdog.start()
         rc = proc.wait()
         if watchdog.reason:
@@ -394,6 +411,22 @@ def main(argv: list[str] | None = None) -> int:
         if watchdog is not None:
             watchdog.stop()
         cleanup()
+
+
+def _pass_stderr(pipe, keep: int = STDERR_KEEP_BYTES) -> None:
+    """Copy the kernel's stderr to ours: at most `keep` bytes, read in chunks (a line without end
+    never piles up here), control characters shown escaped (no terminal escape sequences reach the
+    TA); the rest is read and dropped."""
+    passed, fd = 0, pipe.fileno()
+    while chunk := os.read(fd, 65536):
+        if passed >= keep:
+            continue
+        text = chunk[:keep - passed].decode("utf-8", "replace")
+        passed += len(chunk)
+        sys.stderr.write("".join(ch if ch.isprintable() or ch in "\n\t" else repr(ch)[1:-1] for ch in text))
+        if passed >= keep:
+            sys.stderr.write(f"\n[helpers] the kernel's stderr passed {keep // 1024} KB; the rest is not shown\n")
+        sys.stderr.flush()
 
 
 def _import_full():

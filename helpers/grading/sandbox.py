@@ -49,6 +49,7 @@ class Limits:
     file_bytes: int = 200 * 10**6    # RLIMIT_FSIZE: the largest file the student's code may write
     folder_bytes: int = 10**9        # the private working folder (a tmpfs of this size)
     tmp_bytes: int = 512 * 2**20     # /tmp inside (a tmpfs: RAM, outside the resident-memory count)
+    shm_bytes: int = 256 * 2**20     # /dev/shm inside (semaphores, DataLoader workers' shared tensors)
     socket_dir_bytes: int = 16 * 2**20  # the only host folder the kernel may write (its IPC sockets)
     cell_output_bytes: int = 10**6   # per cell, enforced by the TA's process on what the kernel sends
     notebook_output_bytes: int = 10 * 10**6
@@ -155,7 +156,8 @@ def sandbox_command(argv: list[str], *, workdir: str, submission: str | None = N
     cmd = [find_bwrap(), *_namespace_options(), "--die-with-parent", "--new-session", "--hostname", HOSTNAME,
            "--clearenv"]
     # /tmp first: later binds may sit below it
-    cmd += ["--size", str(limits.tmp_bytes), "--perms", "01777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--size", str(limits.tmp_bytes), "--perms", "01777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
+            "--size", str(limits.shm_bytes), "--perms", "01777", "--tmpfs", "/dev/shm"]
     for path in SYSTEM_RO:
         if os.path.isdir(path):
             cmd += ["--ro-bind", path, path]

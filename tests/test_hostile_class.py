@@ -160,7 +160,9 @@ def test_no_secret_reaches_notebooks_or_feedback(class01):
 
 def test_feedback_carries_no_student_script(class01):
     page = next((class01["feedback"] / "x-html" / class01["a"]).glob("*.html")).read_text()
-    assert 'alert("hostile-xss")</script>' not in page and 'onerror="alert(2)"' not in page
+    # the attack's source is shown escaped (&lt;script&gt;); its output must not be live markup
+    assert '<script>alert("hostile-xss")' not in page and '<img src=x onerror' not in page
+    assert 'onerror="alert(2)"' not in page.replace('&lt;img src=x onerror="alert(2)"&gt;', "")
 
 
 def test_output_is_capped_in_bytes(class01):
@@ -252,3 +254,23 @@ def test_student_code_in_a_training_cell_gets_the_student_limit(class06):
     nb = simulate.read(class06["root"] / "autograded" / "x-longtrain" / A6 / f"{A6}.ipynb")
     cell = nb.cells[simulate.cell_index(nb, "train-cifar10")]
     assert any(o.output_type == "error" for o in cell.outputs), cell.outputs
+
+
+def test_a_grading_run_whose_trusted_files_change_fails_loudly(class06, monkeypatch, capsys):
+    """Were anything to escape and touch the course config mid-run, `grade` exits 3 naming it (runs last:
+    it changes the course's nbgrader_config.py)."""
+    from helpers.cli import main as helpers_cli
+    from helpers.grading import score
+    config = class06["root"] / "nbgrader_config.py"
+    real = score.score_checkpoints
+
+    def escaped(*args, **kwargs):
+        with open(config, "a") as f:
+            f.write(f"\n# {hostile.MARKER}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score, "score_checkpoints", escaped)
+    code = helpers_cli(["grade", A6, "--course-root", str(class06["root"]), "--allow-synthetic", "--students", "ada"])
+    assert code == 3
+    captured = capsys.readouterr()
+    assert "INTEGRITY CHECK FAILED" in captured.err + captured.out

@@ -16,18 +16,12 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer
 
 from .sandbox import LIMITS
-
-ERROR_KEEP_BYTES = 64 * 1024
+from .sandbox_kernel import ERROR_KEEP_BYTES, _cut_text
 
 
 def output_bytes(output) -> int:
     """The size of one output as it would be stored (UTF-8 JSON)."""
     return len(json.dumps(output, ensure_ascii=False, default=str).encode("utf-8", "replace"))
-
-
-def _cut_text(text: str, max_bytes: int) -> str:
-    data = text.encode("utf-8", "replace")
-    return text if len(data) <= max_bytes else data[:max(0, max_bytes)].decode("utf-8", "ignore")
 
 
 def _note(scope: str, limit: int) -> str:

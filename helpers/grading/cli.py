@@ -286,9 +286,7 @@ def grade_assignment(assignment: str, opts) -> int:
     print()
     report.print_table(rows)
     print()
-    report.print_findings(findings)
-    for finding in identical:
-        print(f"  identical checkpoint: {finding.student} {finding.notebook} ({finding.code}): {finding.reason}")
+    report.print_findings(findings)  # identical checkpoints among them
     print(f"\nwrote {paths['csv']}\nwrote {paths['histogram']}\nwrote {tamper_csv}")
     after = snapshot(root, url, _testset_digests_now(testset_digests, opts.allow_synthetic))
     try:

@@ -32,28 +32,16 @@ pytestmark = [pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning"),
               pytest.mark.filterwarnings("ignore:Cell is missing an id field")]
 
 SECRET = "ta-secret-41d9c2"  # in the TA's environment during grading; must never reach a student
-TEST_CELL_TIMEOUT = os.environ.get("COURSE_TEST_CELL_TIMEOUT", "20")
 
 
 @pytest.fixture(scope="module")
-def grading_env(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("hostile-data")
-    os.chmod(data_dir, 0o755)  # the sandboxed kernel runs as another uid (65534) and reads it
+def grading_env(kernel_env):
+    """The test kernels' environment plus what a TA's shell might hold: a secret, the old skip tag."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COURSE_FAST", "1")
-        mp.setenv("COURSE_OFFLINE", "1")
-        mp.setenv("COURSE_DATA_DIR", str(data_dir))
-        mp.setenv("COURSE_CELL_TIMEOUT", TEST_CELL_TIMEOUT)
         mp.setenv("COURSE_SANDBOX_MEMORY_MB", "1536")
         mp.setenv("COURSE_SKIP_TAG", hostile.OLD_PUBLIC_SKIP_TAG)
         mp.setenv("TA_API_TOKEN", SECRET)
-        mp.setenv("MPLBACKEND", "Agg")
-        mp.delenv("COURSE_SANDBOX", raising=False)
-        for var in ("COURSE_CIFAR10", "COURSE_CIFAR100"):
-            mp.delenv(var, raising=False)
-        from helpers.data import load_dataset
-        load_dataset("synthetic", root=data_dir)
-        yield data_dir
+        yield kernel_env
 
 
 def guarded_paths(root, data_dir) -> list:

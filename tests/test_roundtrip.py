@@ -8,14 +8,12 @@ answer cell. Then feedback (without hidden tests) and the CSV export.
 """
 import csv
 import html
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers.config import PROJECT_ROOT
 from helpers.grading import course, simulate
 
 pytest.importorskip("nbgrader")
@@ -26,31 +24,6 @@ pytestmark = [
 
 ASSIGNMENTS = [a for a in course.assignments() if a in simulate.WRONG_ANSWERS]
 STUDENTS = ("solution", "blank", "tampered")
-# Per-cell limit in these runs: longer than the slowest honest cell here, short enough that the
-# simulated hang costs little. COURSE_TEST_CELL_TIMEOUT overrides it on a slow machine.
-TEST_CELL_TIMEOUT = os.environ.get("COURSE_TEST_CELL_TIMEOUT", "20")
-
-
-@pytest.fixture(scope="module")
-def kernel_env(tmp_path_factory):
-    """Environment for nbgrader's kernels (they inherit ours): reduced mode, offline, a private data folder."""
-    data_dir = tmp_path_factory.mktemp("data")
-    os.chmod(data_dir, 0o755)  # the sandboxed kernel runs as another uid (65534) and reads it
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COURSE_FAST", "1")
-        mp.setenv("COURSE_OFFLINE", "1")
-        mp.setenv("COURSE_DATA_DIR", str(data_dir))
-        mp.setenv("COURSE_CELL_TIMEOUT", TEST_CELL_TIMEOUT)
-        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
-        # Plots are not graded; drawing them without the inline backend saves ~2.5 s a notebook run.
-        mp.setenv("MPLBACKEND", "Agg")
-        for var in ("COURSE_CIFAR10", "COURSE_CIFAR100", "COURSE_SKIP_TAG", "COURSE_TRAINING_TIMEOUT"):
-            mp.delenv(var, raising=False)
-        from helpers.data import load_dataset
-        load_dataset("synthetic", root=data_dir)  # build the cache once, outside the timed cells
-        yield data_dir
-
-
 def _notebooks(folder: Path) -> dict:
     return {p.stem: simulate.read(p) for p in sorted(folder.glob("*.ipynb"))}
 

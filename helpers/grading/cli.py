@@ -1,6 +1,6 @@
-"""`python -m helpers grade`: score the challenge models outside the students' kernels.
+"""`python -m helpers grade`: grade every assignment outside the students' kernels.
 
-    python -m helpers grade 06_challenge [--course-root .] [--dataset cifar10] [--timeout 120]
+    python -m helpers grade <assignment> [--course-root .] [--jobs N] [--dataset cifar10] [--timeout 120]
         [--allow-synthetic] [--points-from-gradebook] [--db GRADEBOOK] [--out DIR]
         [--shard I --of N | --students a,b] [--scan-autograded] [--device cuda] [--tiers FILE]
     python -m helpers grade merge --into gradebook.db shards/gradebook-0.db shards/gradebook-1.db ...
@@ -9,7 +9,12 @@
     python -m helpers grade shard-init --from gradebook.db --to shards/gradebook-I.db
 
 The first word picks the action: `merge`, `shard-students`, `shard-init`, or else the name of
-the assignment to score. Scoring runs after `nbgrader autograde`: for every student with
+the assignment to grade. Grading runs after `nbgrader autograde`. When hidden_tests/<assignment>/
+exists, every student's answer cells run in a sandboxed worker and the hidden tests run in a
+fresh trusted process per student (harness/, HARNESS.md); each test cell's points and a one-line
+reason become its manual score and comment (autograde --force keeps them), and
+blocks-<assignment>.csv and agreement-<assignment>.csv (cells where nbgrader's in-kernel result
+differs) go to --out. Then, for every student with
 autograded/<student>/<assignment> (or submitted/), each scored part (task cell `model-score`:
 challenge_model.pt on CIFAR-10; `cifar100-score`: cifar100_model.pt on CIFAR-100, when the
 assignment has that cell) is scored in a fresh process and written into the gradebook; then
@@ -66,6 +71,7 @@ def _score_parser(assignment: str) -> argparse.ArgumentParser:
     p.add_argument("--students", help="comma-separated student ids to score (default: all)")
     p.add_argument("--scan-autograded", action="store_true", help="also scan the autograded notebooks for tampering")
     p.add_argument("--device", help="device for scoring (default: CUDA when available, else the CPU)")
+    p.add_argument("--jobs", type=int, default=1, help="students graded at once by the hidden tests (default: 1)")
     p.add_argument("--tiers", help="a tiers JSON file kept outside the course folder (default: $COURSE_TIERS, "
                                    "else the defaults of helpers/grading/tiers.py)")
     return p
@@ -126,8 +132,6 @@ def _parts(url: str, course_root, assignment: str, opts) -> list[dict]:
                               "dataset": opts.dataset if cell == SCORE_CELL else dataset})
     except GradebookError as exc:
         raise UsageError(str(exc)) from None
-    if not parts:
-        raise UsageError(f"{assignment} has no score cell ({SCORE_CELL!r} or {CIFAR100_SCORE_CELL!r}) in the gradebook")
     return parts
 
 
@@ -211,17 +215,94 @@ def _changed_checkpoints(course_root: Path, assignment: str, students, names) ->
 
 
 def grade_assignment(assignment: str, opts) -> int:
-    """Score every student's checkpoints, fill the gradebook, write the reports; 0 when it finished."""
+    """Grade every student's blocks (hidden tests) and checkpoints, fill the gradebook, write the
+    reports; 0 when it finished."""
     from . import report
-    from .gradebook import write_scores
-    from .score import score_checkpoints
-    from .tamper import scan_assignment, write_csv
+    from .harness.grade import grade_blocks, has_hidden_tests, print_blocks
     from .integrity import IntegrityError, check, snapshot
-    from .tiers import TIERS_ENV, describe, load_tiers
+    from .tamper import scan_assignment, write_csv
     root = Path(opts.course_root).resolve()
     url = _course_db(root, opts.db)
     before = snapshot(root, url)
     parts = _parts(url, root, assignment, opts)
+    blocks = has_hidden_tests(assignment)
+    if not parts and not blocks:
+        raise UsageError(f"{assignment} has neither hidden tests (hidden_tests/{assignment}/) nor a score cell "
+                         f"({SCORE_CELL!r} or {CIFAR100_SCORE_CELL!r}) in the gradebook")
+    if blocks and not (root / "release" / assignment).is_dir():
+        raise UsageError(f"release/{assignment} is missing: the harness takes every non-answer cell from it "
+                         "(python -m helpers.grading.course release)")
+    students = _selected_students(root, assignment, opts)
+    _require_sandbox()
+    out = Path(opts.out) if opts.out else root / "reports"
+    findings, written = [], []
+    if blocks:
+        graded = grade_blocks(root, assignment, students, url, jobs=opts.jobs)
+        findings += graded["findings"]
+        written.append(write_csv(graded["rows"], out / f"blocks-{assignment}.csv",
+                                 ["student", "notebook", "cell", "status", "points", "max_points", "reason"]))
+        written.append(write_csv(graded["agreement"], out / f"agreement-{assignment}.csv",
+                                 ["student", "cell", "in_kernel", "harness", "max_points", "harness_reason"]))
+    testset_digests, rows = {}, []
+    if parts:
+        testset_digests, rows = _score_parts(root, url, assignment, parts, students, opts)
+        before.update({f"test set {k}": v for k, v in testset_digests.items()})
+        paths = report.write_report(rows, out, assignment)
+        written += [paths["csv"], paths["histogram"]]
+        findings += _changed_checkpoints(root, assignment, students, [p["checkpoint"] for p in parts])
+        findings += _identical_checkpoints(rows)
+    findings += scan_assignment(root, assignment, autograded=opts.scan_autograded, students=set(students))
+    written.append(write_csv(findings, out / f"tamper-{assignment}.csv"))
+    if blocks:
+        print()
+        print_blocks(graded["rows"])
+        if graded["agreement"]:
+            print(f"\n{len(graded['agreement'])} cells where nbgrader's in-kernel result differs from the "
+                  f"hidden tests' (the hidden tests' result stands): see agreement-{assignment}.csv")
+    if rows:
+        print()
+        report.print_table(rows)
+    print()
+    report.print_findings(findings)  # identical checkpoints among them
+    print("\n" + "\n".join(f"wrote {p}" for p in written))
+    after = snapshot(root, url, _testset_digests_now(testset_digests, opts.allow_synthetic))
+    try:
+        check(before, after)
+    except IntegrityError as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 3
+    print("[grade] integrity check passed: helpers/, hidden_tests/, nbgrader_config.py, the test sets and the "
+          "gradebook schema are unchanged")
+    return 0
+
+
+def _selected_students(root: Path, assignment: str, opts) -> list[str]:
+    students = assignment_students(root, assignment)
+    if opts.shard is not None or opts.of is not None:
+        students = shard_students(students, opts.shard or 0, opts.of or 1)
+    if opts.students:
+        wanted = [s.strip() for s in opts.students.split(",") if s.strip()]
+        students = [s for s in students if s in wanted]
+    return students
+
+
+def _require_sandbox() -> None:
+    from .sandbox import SandboxUnavailable, find_bwrap, sandbox_disabled
+    if sandbox_disabled():
+        print("[grade] WARNING: COURSE_SANDBOX=off: student code runs WITHOUT the sandbox (trusted local run only)")
+        return
+    try:
+        find_bwrap()
+    except SandboxUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    print("[grade] student code runs in the sandbox (bubblewrap, python -I, no labels or hidden tests inside)")
+
+
+def _score_parts(root: Path, url: str, assignment: str, parts: list[dict], students: list[str], opts):
+    """Score every student's checkpoints into the parts' cells; ({dataset: test set digest}, rows)."""
+    from .gradebook import write_scores
+    from .score import score_checkpoints
+    from .tiers import TIERS_ENV, describe, load_tiers
     try:
         tables = load_tiers(opts.tiers)  # never from the course root: the kernel could have written there
     except ValueError as exc:
@@ -234,25 +315,7 @@ def grade_assignment(assignment: str, opts) -> int:
                  if root in tiers_path.parents else ""))
     for part in parts:
         print(f"[grade] {part['cell']} tiers: {describe(tables[part['tiers_key']])}")
-    students = assignment_students(root, assignment)
-    if opts.shard is not None or opts.of is not None:
-        students = shard_students(students, opts.shard or 0, opts.of or 1)
-    if opts.students:
-        wanted = [s.strip() for s in opts.students.split(",") if s.strip()]
-        students = [s for s in students if s in wanted]
-    from .sandbox import SandboxUnavailable, find_bwrap, sandbox_disabled
-    if sandbox_disabled():
-        print("[grade] WARNING: COURSE_SANDBOX=off: checkpoints are scored WITHOUT the sandbox (trusted local run only)")
-    else:
-        try:
-            find_bwrap()
-        except SandboxUnavailable as exc:
-            raise UsageError(str(exc)) from None
-        print("[grade] checkpoints are scored in the sandbox (bubblewrap, python -I, no labels inside)")
     testset_digests = _warm_data(parts, opts.allow_synthetic)
-    before.update({f"test set {k}": v for k, v in testset_digests.items()})
-    out = Path(opts.out) if opts.out else root / "reports"
-    rows = []
     # One fresh process per student scores all of that student's checkpoints (torch loads once).
     results = {part["cell"]: [] for part in parts}
     print(f"[grade] {len(students)} students; " + "; ".join(
@@ -273,30 +336,12 @@ def grade_assignment(assignment: str, opts) -> int:
             print(f"  {student} {part['cell']}: {result['points']:g}/{part['max_points']:g} "
                   f"({result['seconds']:.1f} s) {result['reason']}")
             results[part["cell"]].append(result)
+    rows = []
     for part in parts:
         for line in write_scores(url, assignment, part["cell"], results[part["cell"]]):
             print(f"  skipped {line}")
         rows += results[part["cell"]]
-    paths = report.write_report(rows, out, assignment)
-    findings = scan_assignment(root, assignment, autograded=opts.scan_autograded, students=set(students))
-    findings += _changed_checkpoints(root, assignment, students, [p["checkpoint"] for p in parts])
-    identical = _identical_checkpoints(rows)
-    findings += identical
-    tamper_csv = write_csv(findings, out / f"tamper-{assignment}.csv")
-    print()
-    report.print_table(rows)
-    print()
-    report.print_findings(findings)  # identical checkpoints among them
-    print(f"\nwrote {paths['csv']}\nwrote {paths['histogram']}\nwrote {tamper_csv}")
-    after = snapshot(root, url, _testset_digests_now(testset_digests, opts.allow_synthetic))
-    try:
-        check(before, after)
-    except IntegrityError as exc:
-        print(f"\n{exc}", file=sys.stderr)
-        return 3
-    print("[grade] integrity check passed: helpers/, nbgrader_config.py, the test sets and the gradebook schema "
-          "are unchanged")
-    return 0
+    return testset_digests, rows
 
 
 def _merge(argv: list[str]) -> int:

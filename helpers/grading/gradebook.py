@@ -93,6 +93,19 @@ def write_score(gb, assignment: str, student: str, notebook: str, cell: str, poi
     return score
 
 
+def write_block(gb, assignment: str, student: str, notebook: str, cell: str, points: float,
+                comment: str) -> float | None:
+    """The harness's result for a test cell as its manual score and comment; returns nbgrader's
+    in-kernel auto_score (None when autograde has not run). LookupError when the cell is unknown."""
+    from nbgrader.api import MissingEntry
+    try:
+        auto = gb.find_grade(cell, notebook, assignment, student).auto_score
+    except MissingEntry:
+        raise LookupError(f"no grade for cell {cell} of {notebook} in the gradebook (run nbgrader autograde first)")
+    write_score(gb, assignment, student, notebook, cell, points, comment)
+    return auto
+
+
 def write_scores(path_or_url, assignment: str, cell: str, results: list[dict]) -> list[str]:
     """Write each result {student, points, reason} into `cell`; returns one line per student skipped.
 

@@ -2,7 +2,8 @@
 
 `python -m helpers grade` takes a `snapshot` before scoring and another after it, and fails
 loudly (exit code 3, a message naming what changed) when `compare` finds a difference in:
-- `helpers/`: the SHA-256 of every .py file (added, removed or modified files all count);
+- `helpers/` and `hidden_tests/`: the SHA-256 of every .py file (added, removed or modified files
+  all count);
 - the course's `nbgrader_config.py` (absent counts as a state too);
 - the test sets: the digest of each test split the run scored on (`testsets`);
 - the gradebook's schema: `SELECT type, name, sql FROM sqlite_master` (sqlite gradebooks only;
@@ -58,6 +59,9 @@ def snapshot(course_root, db_url: str | None = None, testset_digests: dict[str, 
     """{what: digest} of everything the integrity check covers."""
     snap = package_digests(package_dir)
     snap["nbgrader_config.py"] = _file_digest(Path(course_root) / "nbgrader_config.py")
+    hidden = PACKAGE_DIR.parent / "hidden_tests"
+    for path in sorted(hidden.rglob("*.py")) if hidden.is_dir() else []:
+        snap[f"hidden_tests/{path.relative_to(hidden)}"] = _file_digest(path)
     snap["gradebook schema"] = schema_digest(db_url)
     for name, digest in (testset_digests or {}).items():
         snap[f"test set {name}"] = digest

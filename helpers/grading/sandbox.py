@@ -144,14 +144,16 @@ def _rlimit_prefix(limits: Limits) -> list[str]:
 
 def sandbox_command(argv: list[str], *, workdir: str, submission: str | None = None,
                     readonly: list[str] = (), writable: list[str] = (), env: dict | None = None,
-                    gpu: bool = True, python: bool = True, limits: Limits = LIMITS) -> list[str]:
+                    gpu: bool = True, python: bool = True, limits: Limits = LIMITS,
+                    overlays: list[tuple[str, str]] = ()) -> list[str]:
     """The bwrap command line that runs `argv` in the sandbox with `workdir` as its working folder.
 
     `workdir` is a fresh tmpfs of limits.folder_bytes at that path; `submission` (a folder the
     trusted side prepared, see `private_copy`) is copied into it first. `readonly` paths are bound
     read-only at the same path, `writable` ones read-write (the kernel's socket folder). With
     `gpu`, the NVIDIA device nodes that exist are bound too; `python=False` leaves out the Python
-    environment and helpers/ (a plain system command).
+    environment and helpers/ (a plain system command). `overlays` are (source, target) pairs bound
+    read-only over what is already there (the harness's deny-lists, see harness/deny.py).
     """
     cmd = [find_bwrap(), *_namespace_options(), "--die-with-parent", "--new-session", "--hostname", HOSTNAME,
            "--clearenv"]
@@ -165,6 +167,8 @@ def sandbox_command(argv: list[str], *, workdir: str, submission: str | None = N
     cmd += _parent_dirs([*bound, str(workdir), *writable, "/run/submission"])
     for path in bound:
         cmd += ["--ro-bind", str(path), str(path)]
+    for source, target in overlays:
+        cmd += ["--ro-bind", str(source), str(target)]
     if gpu:
         for node in gpu_device_nodes():
             cmd += ["--dev-bind", node, node]

@@ -137,3 +137,20 @@ def test_worker_with_denied_references_refuses_every_route(tmp_path):
         assert "n_val = int(round" not in student.source() and "_CourseDeniedReference" in student.source()
     finally:
         student.close()
+
+
+@needs_sandbox
+def test_a_cell_that_ends_or_hangs_the_worker_is_left_out_and_the_rest_still_graded():
+    student = _student([
+        ("first", "def one():\n    return 1\n"),
+        ("exits", "import os\nos._exit(1)\n"),
+        ("hangs", "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n"),
+        ("last", "def two():\n    return 2\n"),
+    ], seconds=2)
+    try:
+        assert student.one() == 1 and student.two() == 2
+        errors = {c["id"]: (c["error"] or {}).get("type") for c in student.ready["cells"]}
+        assert errors["exits"] == "CellStopped" and errors["hangs"] == "CellStopped", errors
+        assert errors["first"] is None and errors["last"] is None
+    finally:
+        student.close()

@@ -2,9 +2,10 @@
 
 In a temporary course folder, with reduced mode and the generated dataset: generate the release,
 validate the source (passes) and the release (fails), then autograde three simulated students in
-one run: "solution" scores full marks, "blank" scores zero, and "tampered" loses exactly the points
-of its one wrong answer although it also deletes, edits and skip-tags test cells and hangs in an
-answer cell. Then feedback (without hidden tests) and the CSV export.
+one run and grade their blocks with the hidden tests (the trusted harness): "solution" scores full
+marks, "blank" scores zero, and "tampered" loses exactly the points of its one wrong answer
+(which only the hidden tests catch) although it also deletes, edits and skip-tags test cells and
+hangs in an answer cell. Then feedback (no hidden test reaches it) and the CSV export.
 """
 import csv
 import html
@@ -71,10 +72,14 @@ def graded(request, kernel_env, tmp_path_factory):
     t0 = time.perf_counter()
     course.autograde(root, name, list(STUDENTS))
     timings["autograde"] = time.perf_counter() - t0
+    in_kernel = {s: course.read_grades(root, name, s) for s in STUDENTS}
+    t0 = time.perf_counter()
+    harness = course.grade_blocks(root, name, list(STUDENTS))
+    timings["harness"] = time.perf_counter() - t0
     grades = {s: course.read_grades(root, name, s) for s in STUDENTS}
     print(f"\n{name} round trip timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-    return {"name": name, "root": root, "sources": sources, "validation": validation,
-            "plans": plans, "grades": grades, "timings": timings}
+    return {"name": name, "root": root, "sources": sources, "validation": validation, "plans": plans,
+            "grades": grades, "in_kernel": in_kernel, "harness": harness, "timings": timings}
 
 
 def _auto_ids(graded) -> list[str]:
@@ -125,6 +130,18 @@ def test_tampered_loses_exactly_the_wrong_answer(graded):
         assert grades[tests_id][0] == grades[tests_id][1], f"stderr noise cost points in {tests_id}"
 
 
+def test_harness_result_stands_and_disagreements_are_listed(graded):
+    """The wrong answer passes the visible checks in the kernel; the hidden tests' 0 is the score."""
+    (nb, plan), = graded["plans"].items()
+    cell = plan["wrong_tests"]
+    kernel, final = graded["in_kernel"]["tampered"][cell], graded["grades"]["tampered"][cell]
+    assert final[0] == 0, f"{cell}: the hidden tests' result did not become the score: {final}"
+    listed = [(a["student"], a["cell"]) for a in graded["harness"]["agreement"]]
+    if kernel[0] != final[0]:
+        assert ("tampered", cell) in listed, f"the disagreement on {cell} is not listed: {listed}"
+    assert all(r["status"] != "error" for r in graded["harness"]["rows"]), graded["harness"]["rows"]
+
+
 def test_tampered_notebook_was_repaired_and_timed_out(graded):
     (nb, plan), = graded["plans"].items()
     source = graded["sources"][nb]
@@ -146,17 +163,17 @@ def test_tampered_notebook_was_repaired_and_timed_out(graded):
         f"the hanging answer cell {plan['hung']} has no timeout error: {hung.outputs}"
 
 
-def _hidden_lines(nb) -> list[str]:
-    """The non-trivial lines that occur only inside hidden-test regions."""
-    hidden, visible = [], set()
-    for cell in nb.cells:
-        inside = False
-        for line in cell.source.split("\n"):
-            if "BEGIN HIDDEN TESTS" in line or "END HIDDEN TESTS" in line:
-                inside = "BEGIN" in line
-            elif len(line.strip()) >= 12:
-                (hidden.append if inside else visible.add)(line.strip())
-    return [line for line in hidden if line not in visible]
+def _hidden_lines(name: str, source_nbs: dict) -> list[str]:
+    """Distinctive lines of the assignment's hidden test files (not also in its notebooks)."""
+    from helpers.grading.harness.run import HIDDEN_TESTS
+    notebook_text = "\n".join(c.source for nb in source_nbs.values() for c in nb.cells)
+    lines = []
+    for path in sorted((HIDDEN_TESTS / name).glob("*.py")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if len(line) >= 30 and not line.startswith(("#", "import ", "from ")) and line not in notebook_text:
+                lines.append(line)
+    return lines
 
 
 def _html_text(path: Path) -> str:
@@ -167,9 +184,16 @@ def _html_text(path: Path) -> str:
 def test_feedback_hides_hidden_tests_and_export_works(graded, tmp_path):
     name, root = graded["name"], graded["root"]
     feedback = course.generate_feedback(root, name)
-    for nb, source in graded["sources"].items():
-        hidden = _hidden_lines(source)
-        assert hidden, f"{nb} has no hidden tests"
+    hidden = _hidden_lines(name, graded["sources"])
+    assert hidden, f"{name} has no hidden tests"
+    copied = [p for p in (root / "release" / name, *(root / stage for stage in ("autograded", "feedback")))
+              for p in p.rglob("*") if p.is_file() and p.suffix != ".ipynb" and p.suffix != ".html"]
+    assert not [p for p in copied if p.suffix == ".py"], f"Python files reached the students' folders: {copied}"
+    for folder in (root / "release" / name, root / "autograded", root / "feedback"):
+        for path in folder.rglob("*.ipynb"):
+            text = path.read_text(encoding="utf-8")
+            assert not [ln for ln in hidden if ln in text], f"{path} holds hidden test lines"
+    for nb in graded["sources"]:
         for student in STUDENTS:
             page = feedback / student / name / f"{nb}.html"
             text = _html_text(page)
@@ -178,7 +202,7 @@ def test_feedback_hides_hidden_tests_and_export_works(graded, tmp_path):
             assert not shown, f"{page} shows hidden test lines: {shown[:3]}"
             assert "HIDDEN TESTS" not in text.replace("hidden tests: not shown", "")
     tampered = _html_text(feedback / "tampered" / name / f"{next(iter(graded['plans']))}.html")
-    assert "AssertionError" in tampered, "the feedback does not say why the wrong answer failed"
+    assert "[harness]" in tampered, "the feedback does not say why the wrong answer failed"
 
     dest = course.export_grades(root, tmp_path / "grades.csv")
     rows = {r["student_id"]: r for r in csv.DictReader(dest.open()) if r["assignment"] == name}

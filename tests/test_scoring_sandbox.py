@@ -203,7 +203,7 @@ def test_a_tiers_file_in_the_course_root_is_ignored(tmp_path, monkeypatch):
     monkeypatch.delenv("COURSE_TIERS", raising=False)
     (tmp_path / "grading_tiers.json").write_text('{"cifar10": {"tiers": [{"at_least": 0.0, "fraction": 1.0}]}}')
     assert load_tiers(tmp_path) == DEFAULT_TIERS
-    source = inspect.getsource(cli.grade_assignment)
+    source = inspect.getsource(cli._score_parts)
     assert "load_tiers(opts.tiers)" in source and "load_tiers(root)" not in source
     assert cli._score_parser("06_challenge").parse_args(["--tiers", "/ta/tiers.json"]).tiers == "/ta/tiers.json"
 

@@ -145,6 +145,15 @@ def _db_url(course_root) -> str:
     return CourseDirectory(config=load_config(course_root)).db_url
 
 
+def grade_blocks(course_root, assignment: str, students: list[str] | None = None) -> dict:
+    """The hidden tests for every (or the given) student, as `python -m helpers grade` runs them:
+    each test cell's points become its manual score. Returns harness.grade.grade_blocks's dict."""
+    from .cli import assignment_students
+    from .harness.grade import grade_blocks as run_blocks
+    students = students if students is not None else assignment_students(course_root, assignment)
+    return run_blocks(Path(course_root), assignment, list(students), _db_url(course_root))
+
+
 def read_grades(course_root, assignment: str, student: str) -> dict:
     """{grade_id: (score, max_score)} of a student's graded cells, from the gradebook.
 

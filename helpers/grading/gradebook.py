@@ -95,14 +95,25 @@ def write_score(gb, assignment: str, student: str, notebook: str, cell: str, poi
 
 def write_block(gb, assignment: str, student: str, notebook: str, cell: str, points: float,
                 comment: str) -> float | None:
-    """The harness's result for a test cell as its manual score and comment; returns nbgrader's
-    in-kernel auto_score (None when autograde has not run). LookupError when the cell is unknown."""
+    """The harness's result for a test cell as its manual score; returns nbgrader's in-kernel
+    auto_score (None when autograde has not run). LookupError when the cell is unknown.
+
+    nbgrader keeps comments on answer cells only, so the reason goes to the manual comment of the
+    block's answer cell (`<function>-answer` for `<function>-tests`), shown beside the student's code.
+    """
     from nbgrader.api import MissingEntry
     try:
-        auto = gb.find_grade(cell, notebook, assignment, student).auto_score
+        grade = gb.find_grade(cell, notebook, assignment, student)
     except MissingEntry:
         raise LookupError(f"no grade for cell {cell} of {notebook} in the gradebook (run nbgrader autograde first)")
-    write_score(gb, assignment, student, notebook, cell, points, comment)
+    auto = grade.auto_score
+    grade.manual_score = min(max(float(points), 0.0), float(grade.max_score))
+    grade.needs_manual_grade = False
+    try:
+        gb.find_comment(cell.removesuffix("-tests") + "-answer", notebook, assignment, student).manual_comment = comment
+    except MissingEntry:
+        pass
+    gb.db.commit()
     return auto
 
 

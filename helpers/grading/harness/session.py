@@ -182,23 +182,46 @@ class Student:
             return self._worker
         if self._broken:
             raise StudentError(self._broken)
-        self._generation += 1
-        self.starts += 1
-        t0 = time.perf_counter()
-        workdir = "/tmp/work"
-        self._worker = Worker(self._program_file, workdir=workdir, submission=self._submission,
-                              readonly=self._readonly, overlays=self._overlays, env=self._env,
-                              sandbox=self._sandbox)
-        cells = len(self._program.get("cells", []))
-        limit = min(STARTUP_SECONDS + cells * self.call_seconds, 1800.0)
-        try:
-            header, _ = self._worker.receive(limit)
-        except StudentError as exc:
-            self._broken = f"the notebook's cells could not be run: {exc}"
-            raise StudentError(self._broken) from None
-        self.ready = _checked_ready(header) if not self.ready else self.ready
-        self.startup_seconds += time.perf_counter() - t0
-        return self._worker
+        while True:
+            self._generation += 1
+            self.starts += 1
+            t0 = time.perf_counter()
+            self._worker = Worker(self._program_file, workdir="/tmp/work", submission=self._submission,
+                                  readonly=self._readonly, overlays=self._overlays, env=self._env,
+                                  sandbox=self._sandbox)
+            try:
+                header = self._run_cells(self._worker)
+            except StudentError as exc:
+                if not self._skip_running_cell(str(exc)):
+                    self._broken = f"the notebook's cells could not be run: {exc}"
+                    raise StudentError(self._broken) from None
+                continue  # again, without the cell that hung or ended the process
+            finally:
+                self.startup_seconds += time.perf_counter() - t0
+            if not self.ready:
+                self.ready = _checked_ready(header)
+            return self._worker
+
+    def _run_cells(self, worker: Worker) -> dict:
+        """Wait for the ready frame; `self._running` follows the cell being run (one frame per cell)."""
+        self._running = None
+        while True:
+            header, _ = worker.receive(self.call_seconds + 10 if self._running is not None else STARTUP_SECONDS)
+            if isinstance(header, dict) and type(header.get("running")) is int:
+                self._running = header["running"]
+                continue
+            return header
+
+    def _skip_running_cell(self, why: str) -> bool:
+        """Mark the cell that hung or ended the worker as skipped (rewrites the program file); False if none."""
+        cells = self._program["cells"]
+        i = self._running
+        if i is None or not 0 <= i < len(cells) or cells[i]["kind"] in ("setup", "skipped"):
+            return False
+        cells[i] = dict(cells[i], kind="skipped", why=f"this cell stopped the grading process ({why}); "
+                                                       "it was left out and the rest run without it")
+        self._program_file.write_text(json.dumps(self._program), encoding="utf-8")
+        return True
 
     def start(self) -> dict:
         """Run the cells now (the first request does it otherwise); returns the ready report."""

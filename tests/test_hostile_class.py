@@ -67,17 +67,30 @@ def class01(grading_env, tmp_path_factory):
     course.generate_release(root, a)
     release = simulate.read(root / "release" / a / f"{a}.ipynb")
     source = simulate.read(root / "source" / a / f"{a}.ipynb")
+    pickle_marker = root / "PICKLE-PAYLOAD-RAN"
     notebooks = {"ada": simulate.solution(release, source), **hostile.kernel_attackers(release, source, root, a),
+                 **hostile.bypass_attackers(release, source), **hostile.pickle_attacker(release, source, pickle_marker),
                  "zed": simulate.solution(release, source)}
     for student, nb in notebooks.items():
         course.submit(root, student, a, {a: nb})
     before, result, seconds = _run_class(root, a, list(notebooks), grading_env)
+    in_kernel = {s: course.read_grades(root, a, s) for s in notebooks}
+    from helpers.cli import main as helpers_cli
+    t0 = time.perf_counter()
+    code = helpers_cli(["grade", a, "--course-root", str(root), "--jobs", "2"])
+    harness_seconds = time.perf_counter() - t0
     feedback = course.generate_feedback(root, a)
     after = hostile.course_fingerprint(guarded_paths(root, grading_env))
     grades = {s: course.read_grades(root, a, s) for s in notebooks}
-    print(f"\nhostile 01_data: {len(notebooks)} students autograded in {seconds:.0f} s")
-    return {"a": a, "root": root, "source": source, "grades": grades, "before": before, "after": after,
-            "result": result, "seconds": seconds, "feedback": feedback, "students": list(notebooks)}
+    reports = {}
+    for kind in ("tamper", "agreement", "blocks"):
+        with open(root / "reports" / f"{kind}-{a}.csv", newline="") as f:
+            reports[kind] = list(csv.DictReader(f))
+    print(f"\nhostile 01_data: {len(notebooks)} students autograded in {seconds:.0f} s, "
+          f"hidden tests in {harness_seconds:.0f} s")
+    return {"a": a, "root": root, "source": source, "grades": grades, "in_kernel": in_kernel, "before": before,
+            "after": after, "result": result, "seconds": seconds, "feedback": feedback, "students": list(notebooks),
+            "grade_exit": code, "reports": reports, "pickle_marker": pickle_marker}
 
 
 def _auto(source):
@@ -96,14 +109,34 @@ def test_the_run_finishes_and_peers_keep_full_marks(class01):
         assert _earned(class01["grades"][peer], ids) == full, (peer, class01["grades"][peer])
 
 
-@pytest.mark.parametrize("attacker", [f"x-{name}" for name in hostile.ATTACKS] + ["x-skiptags"])
+@pytest.mark.parametrize("attacker", [f"x-{name}" for name in hostile.ATTACKS] + ["x-skiptags", "x-pickle"]
+                         + [f"x-bypass-{name}" for name in hostile.BYPASSES])
 def test_attackers_earn_nothing(class01, attacker):
     grades = class01["grades"][attacker]
     earned = {g: grades[g] for g in grades if grades[g][0] != 0}
     assert not earned, f"{attacker} earned points it did not: {earned}"
 
 
-def test_os_exit_keeps_the_cells_before_it(class01):
+@pytest.mark.parametrize("attacker", [f"x-bypass-{name}" for name in hostile.BYPASSES])
+def test_kernel_bypasses_are_reported_and_the_hidden_tests_result_stands(class01, attacker):
+    assert class01["grade_exit"] == 0
+    lines = [r for r in class01["reports"]["tamper"] if r["student"] == attacker]
+    assert lines, f"{attacker}: no line in the tamper report"
+    assert any(r["code"] in ("ast_transformer", "input_transformer", "custom_exc", "event_callback",
+                             "rebound_name", "patched_attribute", "canary") and r["line"] for r in lines), lines
+    # in the kernel the visible checks were switched off; the harness's 0 is what counts, and the TA sees it
+    kernel = class01["in_kernel"][attacker]
+    disagreements = {r["cell"] for r in class01["reports"]["agreement"] if r["student"] == attacker}
+    assert {g for g in _auto(class01["source"]) if kernel[g][0] > 0} <= disagreements
+
+
+def test_pickled_return_values_never_run_in_the_grader(class01):
+    assert not class01["pickle_marker"].exists()
+    rows = [r for r in class01["reports"]["blocks"] if r["student"] == "x-pickle"]
+    assert rows and all(float(r["points"]) == 0 and r["status"] == "zero" for r in rows), rows
+
+
+def test_os_exit_costs_only_its_own_block(class01):
     grades, source = class01["grades"]["x-exit"], class01["source"]
     kept = hostile.exit_kept_blocks(source)
     assert all(grades[g][0] == grades[g][1] > 0 for g in kept), {g: grades[g] for g in kept}

@@ -78,28 +78,15 @@ def test_source_follows_the_conventions(path):
     assert not orphans, f"{_rel(path)}: answer cells without a <function>-tests cell: {orphans}"
 
 
-def _decided_blocks(folder: Path) -> dict[str, list[str]]:
-    """{grade_id: [test names]} from the @block("...") markers of a hidden test folder (read as text)."""
-    import ast
-    decided = {}
-    for path in sorted(folder.glob("test_*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
-                for dec in node.decorator_list:
-                    if (isinstance(dec, ast.Call) and getattr(dec.func, "id", "") == "block" and dec.args
-                            and isinstance(dec.args[0], ast.Constant)):
-                        decided.setdefault(dec.args[0].value, []).append(node.name)
-    return decided
-
-
 @pytest.mark.parametrize("path", SOURCE_NBS, ids=_rel)
 def test_every_test_cell_is_decided_by_hidden_tests_outside_the_assignment(path):
+    from helpers.grading.harness.plugin import declared_blocks
     from helpers.grading.harness.run import HIDDEN_TESTS
     nb = simulate.read(path)
     name = path.parent.name
     cells = {_nbg(c)["grade_id"] for c in nb.cells
              if c.cell_type == "code" and _nbg(c).get("grade") and not _nbg(c).get("solution")}
-    decided = _decided_blocks(HIDDEN_TESTS / name)
+    decided = declared_blocks(HIDDEN_TESTS / name)
     assert cells <= set(decided), f"{name}: test cells no hidden test decides: {sorted(cells - set(decided))}"
     assert set(decided) <= cells, f"{name}: hidden tests for cells the notebook lacks: {sorted(set(decided) - cells)}"
     assert not [p for p in path.parent.rglob("*") if p.suffix == ".py"], "Python files in source/ reach students"

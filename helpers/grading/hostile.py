@@ -175,9 +175,165 @@ def kernel_attackers(release, source, course_root, assignment: str) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- issue 10: the in-kernel tests
+
+# Code in one answer cell that switches off every later check in the same kernel (all earned
+# 10/10 on a blank 01_data when the hidden tests ran in the kernel). Built-up names on purpose.
+BYPASSES: dict[str, str] = {
+    "ast": """
+import importlib, ast
+_ip = importlib.import_module("IPy" + "thon").get_ipython()
+class _Swallow(ast.NodeTransformer):
+    def visit_Module(self, node):
+        handler = ast.ExceptHandler(type=ast.Name("BaseException", ast.Load()), name=None, body=[ast.Pass()])
+        node.body = [ast.Try(body=node.body or [ast.Pass()], handlers=[handler], orelse=[], finalbody=[])]
+        return ast.fix_missing_locations(node)
+getattr(_ip, "ast_" + "transformers").append(_Swallow())
+""",
+    "input": """
+import base64, builtins
+getattr(builtins, "ex" + "ec")(base64.b64decode({payload!r}).decode())
+""",
+    "custom_exc": """
+_ip = get_ipython()
+_ip.set_custom_exc((BaseException,), lambda shell, etype, evalue, tb, tb_offset=None: None)
+def _clear(result):
+    result.error_in_exec = None
+_ip.events.register("post_run_cell", _clear)
+""",
+    "checks": """
+import importlib
+class _Nop:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+checks = _Nop()
+_m = importlib.import_module("helpers" + ".checks")
+for _name in ("check", "check_equal", "check_close", "check_shape", "check_dtype"):
+    setattr(_m, _name, lambda *args, **kwargs: None)
+""",
+}
+_INPUT_TRANSFORMER = ("get_ipython().input_transformers_post.append(lambda lines: ['try:\\n'] + "
+                      "['    ' + line for line in lines] + ['\\nexcept BaseException:\\n    pass\\n'])")
+
+# A function whose return value would run code when unpickled (directly and nested), plus raw
+# frames with a pickle inside written to every descriptor the protocol might use.
+PICKLE = """
+import os
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch {marker_path}",))
+def _forge():
+    import json, struct
+    blob = b"\\x80\\x04\\x95" + bytes(40)
+    head = json.dumps({{"ok": {{"$nd": {{"dtype": "|O", "shape": [1], "buf": 0}}}}, "sizes": [len(blob)]}}).encode()
+    for fd in range(3, 12):
+        try:
+            os.write(fd, struct.pack(">II", len(head), 1) + head + blob)
+        except OSError:
+            pass
+"""
+
+
+def bypass_attackers(release, source) -> dict:
+    """{student id: notebook}: the blank release with one BYPASSES attack in its first answer cell."""
+    import base64
+    first = [a for a in simulate.answer_ids(source) if a.endswith("-answer")][0]
+    out = {}
+    for name, code in BYPASSES.items():
+        if name == "input":
+            code = code.format(payload=base64.b64encode(_INPUT_TRANSFORMER.encode()).decode())
+        out[f"x-bypass-{name}"] = simulate.with_answer(simulate.blank(release), first, code)
+    return out
+
+
+def pickle_attacker(release, source, marker_path) -> dict:
+    """{"x-pickle": notebook}: every answer returns a payload (nested too); the second forges frames."""
+    answers = [a for a in simulate.answer_ids(source) if a.endswith("-answer")]
+    nb = simulate.blank(release)
+    for i, answer in enumerate(answers):
+        name = answer[:-len("-answer")]
+        body = "return _forge()" if i == 1 else "return [_Payload(), {'k': _Payload()}]"
+        nb = simulate.with_answer(nb, answer, PICKLE.format(marker_path=marker_path)
+                                  + f"def {name}(*args, **kwargs):\n    {body}\n")
+    return {"x-pickle": nb}
+
+
+_ROUTES = (
+    "from {module} import {name} as {ref}\n",
+    "import {module} as {ref}_module\n{ref} = {ref}_module.{name}\n",
+    "import importlib\n{ref} = getattr(importlib.import_module({module_parts}), {name_parts})\n",
+)
+
+
+def dropin_attacker(release, source, denied: dict[str, str]) -> dict:
+    """{"x-dropin": notebook}: every answer cell wraps the helpers reference its block denies,
+    reached by a direct import, an alias, importlib with built-up names, or (every fourth block) a
+    name bound at import time in the first answer cell. `denied`: {answer grade_id: dotted name}."""
+    answers = [a for a in simulate.answer_ids(source) if a.endswith("-answer")]
+    nb, early = simulate.blank(release), ""
+    for i, answer in enumerate(a for a in answers if a in denied):
+        module, name = denied[answer].rsplit(".", 1)
+        ref = f"_ref{i}"
+        route = _ROUTES[i % 3].format(module=module, name=name, ref=ref,
+                                      module_parts=f"{module[:4]!r} + {module[4:]!r}",
+                                      name_parts=f"{name[:2]!r} + {name[2:]!r}")
+        if i % 4 == 3:  # bound early, in the first answer cell, used here
+            early += route
+            route = ""
+        function = answer[:-len("-answer")]
+        nb = simulate.with_answer(nb, answer, route + f"def {function}(*args, **kwargs):\n"
+                                                     f"    return {ref}(*args, **kwargs)\n")
+    if early:
+        first = answers[0]
+        cell = nb.cells[simulate.cell_index(nb, first)]
+        nb = simulate.with_answer(nb, first, early + cell.source)
+    return {"x-dropin": nb}
+
+
+# Library shortcuts the specs forbid, each a working answer by another route: {assignment: {answer: code}}.
+SHORTCUTS: dict[str, dict[str, str]] = {
+    "02_augmentation": {"random_crop-answer": """
+def random_crop(x, padding, generator):  # one Python step per image
+    if padding == 0:
+        return x
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=x.device)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+"""},
+    "04_training": {"label_smoothing_cross_entropy-answer": """
+import torch.nn.functional as _F
+def label_smoothing_cross_entropy(logits, targets, smoothing):
+    return _F.cross_entropy(logits, targets, label_smoothing=smoothing)
+"""},
+    "05_evaluation": {"confusion_matrix-answer": """
+from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
+def confusion_matrix(y_true, y_pred, num_classes):
+    return _sk_confusion_matrix(y_true, y_pred, labels=list(range(num_classes))).astype(np.int64)
+""", "fgsm-answer": """
+def fgsm(model, x, y, eps):  # fills the parameters' .grad, which the spec forbids
+    model.eval()
+    x_in = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        F.cross_entropy(model(x_in), y).backward()
+    return (x.detach() + eps * x_in.grad.sign()).detach()
+"""},
+}
+
+
+def shortcut_attacker(release, source, assignment: str) -> dict:
+    """{"x-shortcut": notebook}: the solution with each SHORTCUTS answer of the assignment swapped in."""
+    nb = simulate.solution(release, source)
+    for answer, code in SHORTCUTS.get(assignment, {}).items():
+        nb = simulate.with_answer(nb, answer, code)
+    return {"x-shortcut": nb}
+
+
 def exit_kept_blocks(source) -> list[str]:
-    """The test cells x-exit must keep (the blocks before its os._exit)."""
-    return [tests for _, tests in simulate.blocks(source)[:2]]
+    """The test cells x-exit must keep: every block but the third, whose answer ends the process
+    (the harness leaves that cell out and grades the others on their own code)."""
+    return [tests for i, (_, tests) in enumerate(simulate.blocks(source)) if i != 2]
 
 
 # ----------------------------------------------------------------------------- checkpoints

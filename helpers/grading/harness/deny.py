@@ -4,7 +4,8 @@ A rule names a top-level function or class (`helpers.split.train_val_split`,
 `torchvision.transforms.v2.MixUp`), optionally one of its arguments
 (`torch.nn.functional.cross_entropy:label_smoothing`), or a whole package (`sklearn`). For each
 file that defines a denied name, `build_view` writes a copy in which that definition raises
-`_CourseDeniedReference` naming the rule (or refuses a truthy value of the argument), and returns
+`_CourseDeniedReference` naming the rule (or refuses a truthy value of the argument; a hidden
+package raises ImportError naming the rule), and returns
 bind mounts that lay the copy over the original and hide the folder's `__pycache__` (the original
 byte code). Patching in memory would not do: the student's code shares the worker's process.
 """
@@ -136,7 +137,13 @@ def build_view(rules: list[Rule], scratch: Path) -> list[tuple[str, str]]:
     for name in sorted(packages):
         folder = _package_dir(name)
         if folder is not None and folder.is_dir():
-            binds.append((str(empty), str(folder)))
+            stub = scratch / f"hidden-{name}"
+            stub.mkdir(exist_ok=True)
+            stub.chmod(0o755)
+            (stub / "__init__.py").write_text(
+                f"raise ImportError({Rule(name).message()!r})\n", encoding="utf-8")
+            (stub / "__init__.py").chmod(0o644)
+            binds.append((str(stub), str(folder)))
     for i, (path, file_rules) in enumerate(sorted(by_file.items())):
         copy = scratch / f"{i}-{path.name}"
         copy.write_text(_rewrite(path.read_text(encoding="utf-8"), file_rules, path), encoding="utf-8")

@@ -21,6 +21,28 @@ def block(grade_id: str, *, deny=(), timeout: float | None = None):
     return getattr(pytest.mark, MARK)(grade_id, deny=tuple(deny), timeout=timeout)
 
 
+def declared_blocks(folder) -> dict[str, dict]:
+    """{grade_id: {"tests": [names], "deny": [rules]}} read from the @block markers of a hidden test
+    folder without importing it (for structure checks and the simulated drop-in student)."""
+    import ast
+    from pathlib import Path
+    out: dict[str, dict] = {}
+    for path in sorted(Path(folder).glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test"):
+                continue
+            for dec in node.decorator_list:
+                if (isinstance(dec, ast.Call) and getattr(dec.func, "id", "") == "block" and dec.args
+                        and isinstance(dec.args[0], ast.Constant)):
+                    entry = out.setdefault(dec.args[0].value, {"tests": [], "deny": []})
+                    entry["tests"].append(node.name)
+                    for kw in dec.keywords:
+                        if kw.arg == "deny" and isinstance(kw.value, (ast.List, ast.Tuple)):
+                            entry["deny"] += [e.value for e in kw.value.elts if isinstance(e, ast.Constant)
+                                              and e.value not in entry["deny"]]
+    return out
+
+
 def _first_line(report) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)

@@ -84,12 +84,27 @@ def grade_student(assignment: str, submission, release, *, tests=None, cell_seco
         code = pytest.main(args, plugins=[plugin])
     student = plugin.session_student
     ready = student.ready if student is not None else {}
+    pasted = pasted_code(program, plugin.rules)
     return {"assignment": assignment, "exit_code": int(code), "blocks": plugin.blocks,
             "problems": plugin.problems, "cells": ready.get("cells", []), "events": ready.get("events", []),
-            "canary_swallowed": ready.get("canary_swallowed"),
+            "canary_swallowed": ready.get("canary_swallowed"), "pasted": pasted,
             "worker_starts": student.starts if student else 0,
             "startup_seconds": round(student.startup_seconds, 2) if student else 0.0,
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def pasted_code(program: dict, rules) -> list[dict]:
+    """Answer cells holding a copy of a reference their block denies (AST match, for the TA to judge)."""
+    from .paste import pasted_references
+    found = []
+    for cell in program["cells"]:
+        if cell["kind"] != "answer":
+            continue
+        block = cell["id"].split(":", 1)[-1].removesuffix("-answer")
+        references = [r.target for r in rules if r.block == block and not r.argument and "." in r.target]
+        for item in pasted_references(cell["source"], references) if references else []:
+            found.append(dict(item, cell=cell["id"].split(":", 1)[-1]))
+    return found
 
 
 def main(argv=None) -> int:

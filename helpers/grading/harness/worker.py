@@ -101,6 +101,7 @@ class Server:
         self.objects = Objects()
         self.shell = None
         self.monitor = None
+        self.cells: list[dict] = []
 
     # ------------------------------------------------------------------ cells
     def run_cells(self) -> dict:
@@ -126,6 +127,7 @@ class Server:
                           "error": _error(error) if error is not None else None})
             if cell["kind"] == "setup" and self.monitor is None:
                 self._start_monitor()
+        self.cells = cells
         events = list(getattr(self.monitor, "events", []) or [])
         return {"ready": True, "cells": cells, "events": events[:500], "canary_swallowed": canary}
 
@@ -184,7 +186,9 @@ class Server:
         if op == "get":
             name = header["name"]
             if name not in self.shell.user_ns:
-                raise NameError(f"name {name!r} is not defined: its answer cell did not define it")
+                why = next((f" (the cell raised {c['error']['type']}: {c['error']['message'][:300]})"
+                            for c in self.cells if c["id"].endswith(f":{name}-answer") and c["error"]), "")
+                raise NameError(f"name {name!r} is not defined: its answer cell did not define it{why}")
             return self.shell.user_ns[name], None
         if op == "make":
             return _resolve(header["path"])(*args, **kwargs), None

@@ -4,8 +4,9 @@
 2. generate the release of every assignment with nbgrader, in a fresh course folder;
 3. create simulated students: a full solution, a blank one, a partly wrong one, and for the
    challenge one whose checkpoint is missing and one whose checkpoint is hostile;
-4. autograde every assignment, score the challenge models outside the students' kernels,
-   export the grades, and print the gradebook with the path of the class histogram.
+4. autograde every assignment, then grade it outside the students' kernels with
+   `python -m helpers grade` (the hidden tests in the trusted harness; for the challenge also
+   the models), export the grades, and print the gradebook with the path of the class histogram.
 
 It runs in reduced mode (COURSE_FAST=1) unless `--full` is given, so it takes minutes on a CPU.
 """
@@ -185,12 +186,17 @@ def run(args: argparse.Namespace) -> int:
                                else "nothing outside his sandbox changed"))
 
     reports = out / "reports"
-    if CHALLENGE in assignments:
-        _say(f"score the challenge models outside the students' kernels: python -m helpers grade {CHALLENGE}")
-        argv = [CHALLENGE, "--course-root", str(root), "--out", str(reports)]
-        if data.name == "synthetic":
+    from .grading.harness.grade import has_hidden_tests
+    for a in assignments:
+        if not (has_hidden_tests(a) or a == CHALLENGE):
+            continue
+        what = "hidden tests and models" if a == CHALLENGE else "hidden tests"
+        _say(f"grade outside the students' kernels ({what}): python -m helpers grade {a}")
+        argv = [a, "--course-root", str(root), "--out", str(reports)]
+        if a == CHALLENGE and data.name == "synthetic":
             argv.append("--allow-synthetic")
         helpers_cli(["grade", *argv])  # exactly what a TA runs
+    if CHALLENGE in assignments:
         ran = (root / "HOSTILE_PAYLOAD_RAN").exists()
         print(f"hostile checkpoint: its payload {'RAN (this is a bug)' if ran else 'never ran'}")
 

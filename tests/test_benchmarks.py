@@ -24,3 +24,8 @@ def test_data_speed_prints_both_rates_and_the_ratio(tmp_path):
 def test_train_speed_cpu_mode_prints_its_headline(tmp_path):
     last = _run("train_speed.py", "--device", "cpu", "--rounds", "2", "--images", "600", tmp_path=tmp_path)
     assert "x" in last and "s/epoch" in last, last
+
+
+def test_harness_time_prints_both_and_the_ratio(tmp_path):
+    last = _run("harness_time.py", "--students", "1", "--assignments", "01_data", tmp_path=tmp_path)
+    assert last.startswith("all: autograde") and last.rstrip().endswith("x"), last

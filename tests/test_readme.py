@@ -24,6 +24,7 @@ COVERED = {
     "bash scripts/slurm_grade.sh submit 06_challenge 8": ("tests/test_slurm_script.py", '"submit"'),
     ".venv/bin/python benchmarks/data_speed.py": ("tests/test_benchmarks.py", "data_speed.py"),
     ".venv/bin/python benchmarks/train_speed.py": ("tests/test_benchmarks.py", "train_speed.py"),
+    ".venv/bin/python benchmarks/harness_time.py": ("tests/test_benchmarks.py", "harness_time.py"),
 }
 TRAIN_PREFIX = ".venv/bin/python -m helpers train "
 

@@ -6,8 +6,8 @@ A rule names a top-level function or class (`helpers.split.train_val_split`,
 file that defines a denied name, `build_view` writes a copy in which that definition raises
 `_CourseDeniedReference` naming the rule (or refuses a truthy value of the argument; a hidden
 package raises ImportError naming the rule), and returns
-bind mounts that lay the copy over the original and hide the folder's `__pycache__` (the original
-byte code). Patching in memory would not do: the student's code shares the worker's process.
+bind mounts that lay the copy over the original and blank its cached byte code in `__pycache__`.
+Patching in memory would not do: the student's code shares the worker's process.
 """
 from __future__ import annotations
 
@@ -121,6 +121,9 @@ def build_view(rules: list[Rule], scratch: Path) -> list[tuple[str, str]]:
     empty = scratch / "empty"
     empty.mkdir(exist_ok=True)
     empty.chmod(0o755)
+    empty_file = scratch / "empty.pyc"
+    empty_file.write_bytes(b"")
+    empty_file.chmod(0o644)
     binds: list[tuple[str, str]] = []
     by_file: dict[Path, list[Rule]] = {}
     packages = set(ALWAYS_HIDDEN)
@@ -149,7 +152,7 @@ def build_view(rules: list[Rule], scratch: Path) -> list[tuple[str, str]]:
         copy.write_text(_rewrite(path.read_text(encoding="utf-8"), file_rules, path), encoding="utf-8")
         copy.chmod(0o644)
         binds.append((str(copy), str(path)))
-        cache = path.parent / "__pycache__"
-        if cache.is_dir() and (str(empty), str(cache)) not in binds:
-            binds.append((str(empty), str(cache)))
+        # the original byte code must not be loadable either (marshal.loads of the cached .pyc)
+        for pyc in sorted((path.parent / "__pycache__").glob(f"{path.stem}.*.pyc")):
+            binds.append((str(empty_file), str(pyc)))
     return binds

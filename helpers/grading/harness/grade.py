@@ -178,7 +178,7 @@ def print_blocks(rows: list[dict]) -> None:
     for student, student_rows in sorted(by_student.items()):
         got = sum(r["points"] for r in student_rows)
         total = sum(r["max_points"] for r in student_rows)
-        print(f"{student:<16} {got:g}/{total:g}")
+        print(f"{student:<16} hidden tests {got:g}/{total:g}")
         for r in student_rows:
             if r["points"] < r["max_points"]:
                 print(f"    {r['cell']:<40} {r['points']:g}/{r['max_points']:g}  {r['reason'][:150]}")

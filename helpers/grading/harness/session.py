@@ -241,7 +241,8 @@ class Student:
     def _exchange(self, header: dict, args, kwargs, label: str, *, seconds: float | None = None):
         worker = self._ensure()
         encoder = Encoder()
-        header = dict(header, args=encoder.encode(list(args)), kwargs=encoder.encode(dict(kwargs)))
+        args, kwargs = self._unwrap(list(args)), self._unwrap(dict(kwargs))
+        header = dict(header, args=encoder.encode(args), kwargs=encoder.encode(kwargs))
         worker.send(header, encoder.buffers)
         reply, buffers = worker.receive(seconds or self.call_seconds)
         if not isinstance(reply, dict):
@@ -257,6 +258,18 @@ class Student:
             raise StudentError(f"{label}: returned data the grader cannot read ({exc})") from None
         calls = reply.get("calls")
         return self._wrap(value, generation, label), calls if type(calls) is int else None
+
+    def _unwrap(self, value):
+        """Remote proxies inside an argument become the handles the worker knows them by."""
+        if isinstance(value, Remote):
+            value._ref()  # refuses a proxy of a stopped worker
+            return value._handle
+        if type(value) in (list, tuple):
+            items = [self._unwrap(v) for v in value]
+            return items if type(value) is list else tuple(items)
+        if type(value) is dict:
+            return {k: self._unwrap(v) for k, v in value.items()}
+        return value
 
     def _wrap(self, value, generation: int, label: str):
         """Handles inside a decoded value become Remote proxies."""

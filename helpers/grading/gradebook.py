@@ -94,7 +94,7 @@ def write_score(gb, assignment: str, student: str, notebook: str, cell: str, poi
 
 
 def write_block(gb, assignment: str, student: str, notebook: str, cell: str, points: float,
-                comment: str) -> float | None:
+                comment: str, needs_review: bool = False) -> float | None:
     """The harness's result for a test cell as its manual score; returns nbgrader's in-kernel
     auto_score (None when autograde has not run). LookupError when the cell is unknown.
 
@@ -108,7 +108,7 @@ def write_block(gb, assignment: str, student: str, notebook: str, cell: str, poi
         raise LookupError(f"no grade for cell {cell} of {notebook} in the gradebook (run nbgrader autograde first)")
     auto = grade.auto_score
     grade.manual_score = min(max(float(points), 0.0), float(grade.max_score))
-    grade.needs_manual_grade = False
+    grade.needs_manual_grade = bool(needs_review)
     try:
         gb.find_comment(cell.removesuffix("-tests") + "-answer", notebook, assignment, student).manual_comment = comment
     except MissingEntry:

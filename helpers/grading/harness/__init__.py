@@ -4,12 +4,13 @@
 - `worker`: runs them in the sandbox and serves calls; `session`: the trusted client (`student`);
 - `wire`: the data-only frames between the two; `deny`: deny-lists as a view of the environment;
 - `plugin`: the `@block` marker and the pytest plugin; `run`: one student, one fresh process;
-- `monitor`, `paste`: runtime tamper evidence and pasted reference code, for the TA.
+- `monitor`, `paste`, `static`: runtime tamper evidence, pasted reference code and a static look
+  at the answer cells, for the TA.
 See HARNESS.md for the design and how to write hidden tests.
 """
 
 
-def block(grade_id: str, *, deny=(), timeout: float | None = None):
+def block(grade_id: str, *, deny=(), timeout: float | None = None, batched: bool = False):
     """Mark a hidden test as deciding the points of nbgrader test cell `grade_id` (see plugin.block)."""
     from .plugin import block as _block
-    return _block(grade_id, deny=deny, timeout=timeout)
+    return _block(grade_id, deny=deny, timeout=timeout, batched=batched)

@@ -92,8 +92,10 @@ def _rewrite(source: str, rules: list[Rule], path: Path) -> str:
                 init = ast.parse(f"def __init__(self, *args, **kwargs):\n    raise {EXCEPTION}({rule.message()!r})")
                 node.body = init.body
                 node.decorator_list = []
-            else:
+            else:  # any arguments reach the refusal, so the message names the rule, not a TypeError
                 node.body = [_raise_stmt(rule.message())]
+                node.args = ast.arguments(posonlyargs=[], args=[], vararg=ast.arg("args"), kwonlyargs=[],
+                                          kw_defaults=[], kwarg=ast.arg("kwargs"), defaults=[])
     missing = [r.target for r in rules if r not in found]
     if missing:
         raise DenyError(f"deny rules {missing}: no top-level definition of that name in {path}")

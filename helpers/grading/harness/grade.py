@@ -74,7 +74,7 @@ def block_rows(student: str, result: dict, cells: dict) -> list[dict]:
         if "error" in result:
             status, points, reason = "error", 0.0, f"not graded: {result['error']}"
         elif block is None:
-            status, points, reason = "error", 0.0, "no hidden test decides this cell (grader bug); not written"
+            status, points, reason = "undecided", 0.0, "no hidden test decides this cell; not written"
         elif block.get("passed"):
             status, points, reason = "ok", max_points, f"all {block.get('tests', 0)} hidden tests passed"
         else:
@@ -85,17 +85,22 @@ def block_rows(student: str, result: dict, cells: dict) -> list[dict]:
 
 
 def write_block_scores(url: str, assignment: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
-    """Write each row as manual_score + comment; returns (agreement rows, skipped lines)."""
+    """Write each row as manual_score + comment; returns (agreement rows, lines about rows flagged)."""
     from ..gradebook import open_gradebook, write_block
     agreement, skipped = [], []
     with open_gradebook(url) as gb:
         for row in rows:
-            if row["status"] == "error":
+            if row["status"] == "undecided":  # the course's hidden tests do not cover it (tests/test_release.py)
                 skipped.append(f"{row['student']} {row['cell']}: {row['reason']}")
                 continue
+            # When the harness could not finish (the student's code can cause that), the cell gets
+            # 0 and is flagged for review: nbgrader's in-kernel score must never stand instead.
+            review = row["status"] == "error"
+            if review:
+                skipped.append(f"{row['student']} {row['cell']}: {row['reason']} (0, flagged for review)")
             try:
                 in_kernel = write_block(gb, assignment, row["student"], row["notebook"], row["cell"],
-                                        row["points"], COMMENT_PREFIX + row["reason"])
+                                        row["points"], COMMENT_PREFIX + row["reason"], needs_review=review)
             except LookupError as exc:
                 skipped.append(f"{row['student']} {row['cell']}: {exc}")
                 continue
@@ -124,6 +129,9 @@ def tamper_findings(student: str, result: dict, autograded: Path | None) -> list
         found.append(Finding(student, "", item.get("cell", ""), item.get("line"), "pasted",
                              f"{item.get('name')} matches {item.get('reference')} "
                              f"(similarity {item.get('similarity')}); a pasted copy of reference code?"))
+    for item in result.get("static", []):
+        found.append(Finding(student, "", item.get("cell", ""), item.get("line"), item.get("code", ""),
+                             f"static: {item.get('detail', '')}"))
     if autograded is not None:
         found += kernel_canary_findings(student, autograded)
     return found
@@ -166,7 +174,7 @@ def grade_blocks(course_root: Path, assignment: str, students: list[str], url: s
               + (f" -- {result['error']}" if "error" in result else ""))
     agreement, skipped = write_block_scores(url, assignment, rows)
     for line in skipped:
-        print(f"  skipped {line}")
+        print(f"  not graded: {line}")
     return {"rows": rows, "agreement": agreement, "findings": findings, "seconds": seconds}
 
 

@@ -7,28 +7,52 @@ session's `student`, and turns the outcomes into {grade_id: passed, reason}.
 """
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 MARK = "harness_block"
 
 
-def block(grade_id: str, *, deny=(), timeout: float | None = None):
+def block(grade_id: str, *, deny=(), timeout: float | None = None, batched: bool = False):
     """Mark a hidden test as deciding the points of nbgrader test cell `grade_id`.
 
     `deny`: what the block's spec forbids (see deny.py); `timeout`: seconds per call to the
-    student's code in this test (default: the course's cell limit).
+    student's code in this test (default: the course's cell limit); `batched`: the spec asks for
+    batched code (Python loops in the answer are listed in the tamper report for the TA).
     """
-    return getattr(pytest.mark, MARK)(grade_id, deny=tuple(deny), timeout=timeout)
+    return getattr(pytest.mark, MARK)(grade_id, deny=tuple(deny), timeout=timeout, batched=batched)
+
+
+def _strings(node, constants: dict) -> list[str] | None:
+    """The strings of a list/tuple literal, a module-level name bound to one, or a sum of those."""
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_strings(e, constants) if not isinstance(e, ast.Constant) else [e.value] for e in node.elts]
+        return None if any(i is None for i in items) else [v for i in items for v in i if isinstance(v, str)]
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _strings(node.left, constants), _strings(node.right, constants)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.Starred):
+        return _strings(node.value, constants)
+    return None
 
 
 def declared_blocks(folder) -> dict[str, dict]:
     """{grade_id: {"tests": [names], "deny": [rules]}} read from the @block markers of a hidden test
     folder without importing it (for structure checks and the simulated drop-in student)."""
-    import ast
-    from pathlib import Path
     out: dict[str, dict] = {}
     for path in sorted(Path(folder).glob("test_*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants: dict[str, list[str]] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                values = _strings(node.value, constants)
+                if values is not None:
+                    constants[node.targets[0].id] = values
+        for node in ast.walk(tree):
             if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test"):
                 continue
             for dec in node.decorator_list:
@@ -37,9 +61,8 @@ def declared_blocks(folder) -> dict[str, dict]:
                     entry = out.setdefault(dec.args[0].value, {"tests": [], "deny": []})
                     entry["tests"].append(node.name)
                     for kw in dec.keywords:
-                        if kw.arg == "deny" and isinstance(kw.value, (ast.List, ast.Tuple)):
-                            entry["deny"] += [e.value for e in kw.value.elts if isinstance(e, ast.Constant)
-                                              and e.value not in entry["deny"]]
+                        if kw.arg == "deny":
+                            entry["deny"] += [r for r in _strings(kw.value, constants) or [] if r not in entry["deny"]]
     return out
 
 
@@ -58,6 +81,7 @@ class HarnessPlugin:
     def __init__(self, make_student):
         self.make_student = make_student  # (deny rules) -> session.Student
         self.rules: list = []
+        self.batched: set[str] = set()
         self.blocks: dict[str, dict] = {}
         self.problems: list[str] = []
         self.session_student = None
@@ -73,6 +97,8 @@ class HarnessPlugin:
                 self.problems.append(f"{item.nodeid}: no @block marker (every hidden test decides one test cell)")
                 continue
             grade_id = mark.args[0]
+            if mark.kwargs.get("batched"):
+                self.batched.add(grade_id)
             self.blocks.setdefault(grade_id, {"passed": True, "reason": "", "tests": 0, "failed": []})
             self.blocks[grade_id]["tests"] += 1
             for text in mark.kwargs.get("deny", ()):

@@ -85,12 +85,28 @@ def grade_student(assignment: str, submission, release, *, tests=None, cell_seco
     student = plugin.session_student
     ready = student.ready if student is not None else {}
     pasted = pasted_code(program, plugin.rules)
+    static = static_findings(program, plugin.batched)
     return {"assignment": assignment, "exit_code": int(code), "blocks": plugin.blocks,
             "problems": plugin.problems, "cells": ready.get("cells", []), "events": ready.get("events", []),
-            "canary_swallowed": ready.get("canary_swallowed"), "pasted": pasted,
+            "canary_swallowed": ready.get("canary_swallowed"), "pasted": pasted, "static": static,
             "worker_starts": student.starts if student else 0,
             "startup_seconds": round(student.startup_seconds, 2) if student else 0.0,
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def static_findings(program: dict, batched: set[str]) -> list[dict]:
+    """Suspicious lines of every answer cell, and loops in the blocks whose spec asks for batched code."""
+    from .static import python_loops, suspicious_lines
+    found = []
+    for cell in program["cells"]:
+        if cell["kind"] not in ("answer", "skipped"):
+            continue
+        grade_id = cell["id"].split(":", 1)[-1]
+        items = suspicious_lines(cell["source"])
+        if grade_id.removesuffix("-answer") + "-tests" in batched:
+            items += python_loops(cell["source"])
+        found += [dict(item, cell=grade_id) for item in items]
+    return found
 
 
 def pasted_code(program: dict, rules) -> list[dict]:

@@ -55,16 +55,18 @@ class Worker:
             self.cwd, self.env = "/", None
         else:  # COURSE_SANDBOX=off: a trusted local run (test authoring); deny-lists are not applied
             from ..sandbox import private_copy
-            self.cwd = tempfile.mkdtemp(prefix="harness-plain-")
+            self.cwd = str(Path(tempfile.mkdtemp(prefix="harness-plain-")) / "work")
             if submission:
                 private_copy(Path(submission), Path(self.cwd))
+            else:
+                Path(self.cwd).mkdir()
             self.cmd, self.env = argv, {**os.environ, **env}
         self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         from ..sandbox import LIMITS, Watchdog
         self.watchdog = Watchdog(self.proc.pid, memory_bytes=LIMITS.memory_bytes)
         self.watchdog.start()
-        self.frames: queue.Queue = queue.Queue()
+        self.frames: queue.Queue = queue.Queue(maxsize=2)  # the reader blocks: a flood cannot pile up here
         self.stderr = bytearray()
         threading.Thread(target=self._read_frames, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
@@ -73,8 +75,8 @@ class Worker:
         try:
             while True:
                 self.frames.put(read_frame(self.proc.stdout))
-        except (EOFError, OSError, ValueError) as exc:
-            self.frames.put(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure to read ends this worker's conversation
+            self.frames.put(exc if isinstance(exc, (EOFError, OSError, ValueError)) else ProtocolError(str(exc)[:200]))
 
     def _read_stderr(self) -> None:
         for chunk in iter(lambda: self.proc.stderr.read(8192), b""):
@@ -171,6 +173,8 @@ class Student:
         self._worker: Worker | None = None
         self._generation = 0
         self._broken: str | None = None
+        self._request_id = 0
+        self._streamed: list = []
         self.call_seconds = float(program.get("cell_seconds", DEFAULT_CALL_SECONDS))
         self.ready: dict = {}
         self.starts = 0
@@ -199,16 +203,26 @@ class Student:
             finally:
                 self.startup_seconds += time.perf_counter() - t0
             if not self.ready:
-                self.ready = _checked_ready(header)
+                self.ready = _checked_ready(header, self._streamed)
             return self._worker
 
     def _run_cells(self, worker: Worker) -> dict:
-        """Wait for the ready frame; `self._running` follows the cell being run (one frame per cell)."""
-        self._running = None
+        """Wait for the ready frame; `self._running` follows the cell being run (one frame per cell).
+        The whole start has one deadline, so forged progress frames cannot keep the grader waiting."""
+        self._running, self._streamed = None, []
+        deadline = time.monotonic() + STARTUP_SECONDS + len(self._program["cells"]) * (self.call_seconds + 10)
         while True:
-            header, _ = worker.receive(self.call_seconds + 10 if self._running is not None else STARTUP_SECONDS)
+            per_frame = self.call_seconds + 10 if self._running is not None else STARTUP_SECONDS
+            left = deadline - time.monotonic()
+            if left <= 0:
+                worker.stop()
+                raise StudentError("the cells did not finish within the time of all their limits together")
+            header, _ = worker.receive(min(per_frame, left))
             if isinstance(header, dict) and type(header.get("running")) is int:
                 self._running = header["running"]
+                events = header.get("events")
+                if isinstance(events, list):  # streamed per cell: a later cell cannot take them back
+                    self._streamed += events[:100]
                 continue
             return header
 
@@ -240,13 +254,17 @@ class Student:
 
     def _exchange(self, header: dict, args, kwargs, label: str, *, seconds: float | None = None):
         worker = self._ensure()
+        self._request_id += 1
+        header = dict(header, id=self._request_id)
         encoder = Encoder()
         args, kwargs = self._unwrap(list(args)), self._unwrap(dict(kwargs))
         header = dict(header, args=encoder.encode(args), kwargs=encoder.encode(kwargs))
         worker.send(header, encoder.buffers)
-        reply, buffers = worker.receive(seconds or self.call_seconds)
-        if not isinstance(reply, dict):
-            raise StudentError(f"{label}: malformed reply")
+        deadline = time.monotonic() + (seconds or self.call_seconds)
+        while True:  # frames that are not the reply to this request (sent early, forged) are dropped
+            reply, buffers = worker.receive(max(deadline - time.monotonic(), 0.01))
+            if isinstance(reply, dict) and reply.get("id") == self._request_id:
+                break
         if "error" in reply:
             remote = reply["error"] if isinstance(reply["error"], dict) else {}
             raise StudentError(f"{label} raised {str(remote.get('type', 'an error'))[:80]}: "
@@ -311,8 +329,10 @@ class Student:
         raise AssertionError(f"expected {' or '.join(type_names)} to be raised, got none")
 
 
-def _checked_ready(header: dict) -> dict:
-    """The worker's ready report, kept only in the shape the trusted side expects."""
+def _checked_ready(header: dict, streamed: list) -> dict:
+    """The worker's ready report, kept only in the shape the trusted side expects; the events are
+    those streamed cell by cell plus any in the report not seen before (a cleared list hides nothing
+    that was already sent)."""
     if not isinstance(header, dict) or header.get("ready") is not True:
         raise StudentError("the student's process did not start properly")
     cells = []
@@ -321,9 +341,12 @@ def _checked_ready(header: dict) -> dict:
             err = cell.get("error") if isinstance(cell.get("error"), dict) else None
             cells.append({"id": str(cell.get("id", ""))[:200], "kind": str(cell.get("kind", ""))[:20],
                           "error": {k: str(err.get(k, ""))[:500] for k in ("type", "message", "where")} if err else None})
-    events = []
-    for ev in header.get("events", [])[:500] if isinstance(header.get("events"), list) else []:
-        if isinstance(ev, dict):
+    events, seen = [], set()
+    final = header.get("events", [])[:500] if isinstance(header.get("events"), list) else []
+    for ev in [*streamed, *final]:
+        key = repr(ev)[:400]
+        if isinstance(ev, dict) and key not in seen:
+            seen.add(key)
             line = ev.get("line")
             events.append({"cell": str(ev.get("cell", ""))[:200], "line": line if type(line) is int else None,
                            "kind": str(ev.get("kind", ""))[:40], "detail": str(ev.get("detail", ""))[:300]})

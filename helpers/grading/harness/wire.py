@@ -13,7 +13,10 @@ import struct
 
 import numpy as np
 
-MAX_FRAME_BYTES = 1 << 30  # 1 GiB: the biggest test input is ~75 MB
+MAX_FRAME_BYTES = 256 << 20  # the biggest test input is ~75 MB
+# Tensor dtypes that hold plain numbers (no quantized or bit-packed ones: torch cannot use those safely).
+TENSOR_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
+                 "float64", "complex64", "complex128")
 MAX_HEADER_BYTES = 16 << 20
 MAX_DEPTH = 32
 HEADER = struct.Struct(">II")  # header length, number of buffers
@@ -75,7 +78,7 @@ class Encoder:
         if _is_tensor(value):
             torch = _torch()
             t = value.detach()
-            if t.layout != torch.strided or t.is_quantized:
+            if t.layout != torch.strided or str(t.dtype).removeprefix("torch.") not in TENSOR_DTYPES:
                 return self._handle(value)
             flat = t.cpu().contiguous().reshape(-1)
             raw = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
@@ -106,12 +109,17 @@ class Encoder:
 class Decoder:
     """The inverse of Encoder, strict: only the tags above; `from_ref(int)` resolves a `$ref`."""
 
-    def __init__(self, buffers: list[bytes], from_ref=None, tensors: bool = True):
-        self.buffers, self.from_ref, self.tensors = buffers, from_ref, tensors
+    def __init__(self, buffers: list[bytes], from_ref=None):
+        self.buffers, self.from_ref = buffers, from_ref
+        self.used: set[int] = set()
 
     def _buf(self, index) -> bytes:
+        """Each buffer backs one value at most, so a frame decodes to no more memory than it holds."""
         if type(index) is not int or not 0 <= index < len(self.buffers):
             raise ProtocolError(f"buffer index {index!r} out of range")
+        if index in self.used:
+            raise ProtocolError(f"buffer {index} is used twice")
+        self.used.add(index)
         return self.buffers[index]
 
     def decode(self, obj, depth: int = 0):
@@ -195,7 +203,7 @@ def _numpy_dtype(text):
 
 def _torch_dtype(text):
     torch = _torch()
-    dtype = getattr(torch, text, None) if type(text) is str and text.isidentifier() else None
+    dtype = getattr(torch, text, None) if text in TENSOR_DTYPES else None
     if not isinstance(dtype, torch.dtype):
         raise ProtocolError(f"bad torch dtype {str(text)[:40]!r}")
     return dtype
@@ -211,14 +219,16 @@ def pack(header: dict, buffers: list[bytes]) -> bytes:
 
 
 def read_exact(stream, n: int) -> bytes:
-    chunks, left = [], n
-    while left:
-        chunk = stream.read(min(left, 1 << 24))
+    """n bytes into one preallocated buffer (no second copy while joining)."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        chunk = stream.read(min(n - got, 1 << 24))
         if not chunk:
             raise EOFError("the other side closed the connection")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+        view[got:got + len(chunk)] = chunk
+        got += len(chunk)
+    return bytes(buf) if n < 1 << 20 else buf
 
 
 def read_frame(stream, max_bytes: int = MAX_FRAME_BYTES) -> tuple[dict, list[bytes]]:
@@ -227,9 +237,9 @@ def read_frame(stream, max_bytes: int = MAX_FRAME_BYTES) -> tuple[dict, list[byt
     if size > MAX_HEADER_BYTES or count > 100_000:
         raise ProtocolError(f"frame header of {size} bytes with {count} buffers is over the limit")
     try:
-        header = json.loads(read_exact(stream, size))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"frame header is not JSON: {exc}") from exc
+        header = json.loads(bytes(read_exact(stream, size)))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise ProtocolError(f"frame header is not JSON: {str(exc)[:200]}") from None
     sizes = header.get("sizes") if isinstance(header, dict) else None
     if type(sizes) is not list or len(sizes) != count or any(type(s) is not int or s < 0 for s in sizes):
         raise ProtocolError("frame header lacks valid buffer sizes")

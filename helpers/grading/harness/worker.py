@@ -19,6 +19,10 @@ import traceback
 from .wire import Decoder, Encoder, Handle, pack, read_frame
 
 MAX_MESSAGE = 2000
+# The monitor's defaults plus the harness's own modules: patching the worker is tampering too.
+WATCHED_MODULES = ("builtins", "numpy", "torch", "torch.nn", "torch.nn.functional", "helpers", "helpers.checks",
+                   "helpers.grading.harness.worker", "helpers.grading.harness.monitor",
+                   "helpers.grading.harness.wire")
 
 
 class Objects:
@@ -112,7 +116,10 @@ class Server:
         self.shell = InteractiveShell.instance(config=config)
         cells, canary = [], None
         for index, cell in enumerate(self.program["cells"]):
-            self.reply(({"running": index}, []))  # the trusted side skips a cell that ends this process
+            # Progress, and the monitor's events so far: sent before each cell, so a later cell that
+            # blinds the monitor cannot take back what earlier cells were seen doing.
+            events = list(getattr(self.monitor, "events", []) or [])
+            self.reply(({"running": index, "events": events[-100:]}, []))
             if cell["kind"] == "skipped":
                 cells.append({"id": cell["id"], "kind": "answer", "error": {
                     "type": "CellStopped", "message": cell.get("why", "skipped"), "where": ""}})
@@ -136,7 +143,14 @@ class Server:
             from .monitor import TamperMonitor
         except ImportError:
             return
-        self.monitor = TamperMonitor(self.shell, watched_names=self.program.get("watched_names", ()))
+        # What the course's own cells import is part of the baseline, not a student's change.
+        for name in ("torchvision", "torchvision.transforms.v2", "torch.nn.functional", "matplotlib.pyplot"):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a missing optional library only narrows the baseline
+                pass
+        self.monitor = TamperMonitor(self.shell, watched_names=self.program.get("watched_names", ()),
+                                     watched_modules=WATCHED_MODULES)
         self.monitor.baseline()
 
     def _run(self, cell: dict):
@@ -173,11 +187,11 @@ class Server:
         try:
             decoder = Decoder(buffers, from_ref=self.objects.get)
             value, calls = self.perform(header, decoder)
-            return {"ok": encoder.encode(value), "calls": calls}, encoder.buffers
+            return {"ok": encoder.encode(value), "calls": calls, "id": header.get("id")}, encoder.buffers
         except BaseException as exc:  # noqa: BLE001 - every failure of student code is an answer
             if isinstance(exc, (KeyboardInterrupt, SystemExit)) and header.get("op") is None:
                 raise
-            return {"error": _error(exc)}, []
+            return {"error": _error(exc), "id": header.get("id")}, []
 
     def perform(self, header: dict, decoder: Decoder):
         op = header.get("op")

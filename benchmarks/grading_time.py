@@ -24,19 +24,13 @@ def grade_class(n: int, sandboxed: bool) -> tuple[float, float]:
     """(autograde seconds, scoring seconds) per student for a fresh course of n solution students."""
     from helpers.cli import main as helpers_cli
     from helpers.data import course_data
-    from helpers.grading import course, simulate
+    from helpers.grading import course
 
     os.environ["COURSE_SANDBOX"] = "on" if sandboxed else "off"
     data = course_data("cifar10", verbose=False)
     with tempfile.TemporaryDirectory() as tmp:
-        root = course.make_course_dir(Path(tmp) / "course", [A])
-        course.generate_release(root, A)
-        release = simulate.read(root / "release" / A / f"{A}.ipynb")
-        source = simulate.read(root / "source" / A / f"{A}.ipynb")
-        students = [f"student{i:03d}" for i in range(n)]
-        for student in students:
-            folder = course.submit(root, student, A, {f"{A}.ipynb": simulate.solution(release, source)})
-            simulate.write_work_files(A, folder)
+        root = Path(tmp) / "course"
+        students = course.solution_class(root, A, n)
         t0 = time.perf_counter()
         course.autograde(root, A, students)
         autograde_s = time.perf_counter() - t0

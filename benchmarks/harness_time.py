@@ -20,16 +20,10 @@ from pathlib import Path
 
 def time_assignment(a: str, n: int) -> tuple[float, float]:
     """(autograde seconds, harness seconds) per student for n solution students of assignment a."""
-    from helpers.grading import course, simulate
+    from helpers.grading import course
     with tempfile.TemporaryDirectory() as tmp:
-        root = course.make_course_dir(Path(tmp) / "course", [a])
-        course.generate_release(root, a)
-        release = simulate.read(root / "release" / a / f"{a}.ipynb")
-        source = simulate.read(root / "source" / a / f"{a}.ipynb")
-        students = [f"student{i:03d}" for i in range(n)]
-        for student in students:
-            folder = course.submit(root, student, a, {f"{a}.ipynb": simulate.solution(release, source)})
-            simulate.write_work_files(a, folder)
+        root = Path(tmp) / "course"
+        students = course.solution_class(root, a, n)
         t0 = time.perf_counter()
         course.autograde(root, a, students)
         autograde_s = time.perf_counter() - t0

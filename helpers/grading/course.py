@@ -145,13 +145,28 @@ def _db_url(course_root) -> str:
     return CourseDirectory(config=load_config(course_root)).db_url
 
 
-def grade_blocks(course_root, assignment: str, students: list[str] | None = None) -> dict:
+def solution_class(root, assignment: str, n: int) -> list[str]:
+    """A course folder at `root` with the release of `assignment` and n students who submit the
+    solution (with the files its run leaves, e.g. the challenge's checkpoints); their ids."""
+    from . import simulate
+    root = make_course_dir(root, [assignment])
+    generate_release(root, assignment)
+    release = simulate.read(root / "release" / assignment / f"{assignment}.ipynb")
+    source = simulate.read(root / "source" / assignment / f"{assignment}.ipynb")
+    students = [f"student{i:03d}" for i in range(n)]
+    for student in students:
+        folder = submit(root, student, assignment, {f"{assignment}.ipynb": simulate.solution(release, source)})
+        simulate.write_work_files(assignment, folder)
+    return students
+
+
+def grade_blocks(course_root, assignment: str, students: list[str] | None = None, jobs: int = 1) -> dict:
     """The hidden tests for every (or the given) student, as `python -m helpers grade` runs them:
     each test cell's points become its manual score. Returns harness.grade.grade_blocks's dict."""
     from .cli import assignment_students
     from .harness.grade import grade_blocks as run_blocks
     students = students if students is not None else assignment_students(course_root, assignment)
-    return run_blocks(Path(course_root), assignment, list(students), _db_url(course_root))
+    return run_blocks(Path(course_root), assignment, list(students), _db_url(course_root), jobs=jobs)
 
 
 def read_grades(course_root, assignment: str, student: str) -> dict:

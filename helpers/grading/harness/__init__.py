@@ -14,3 +14,21 @@ def block(grade_id: str, *, deny=(), timeout: float | None = None, batched: bool
     """Mark a hidden test as deciding the points of nbgrader test cell `grade_id` (see plugin.block)."""
     from .plugin import block as _block
     return _block(grade_id, deny=deny, timeout=timeout, batched=batched)
+
+
+def resolve_name(dotted: str):
+    """The object a dotted name names: the longest importable module prefix, then attributes.
+
+    ImportError when no prefix imports, AttributeError when an attribute is missing.
+    """
+    import importlib
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(f"cannot import {dotted}")

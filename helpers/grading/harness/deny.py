@@ -44,18 +44,11 @@ class Rule:
 
 
 def _resolve(target: str):
-    parts = target.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for name in parts[i:]:
-            if not hasattr(obj, name):
-                raise DenyError(f"deny rule {target!r}: {'.'.join(parts[:i])} has no {name!r}")
-            obj = getattr(obj, name)
-        return obj
-    raise DenyError(f"deny rule {target!r}: cannot import it")
+    from . import resolve_name
+    try:
+        return resolve_name(target)
+    except (ImportError, AttributeError) as exc:
+        raise DenyError(f"deny rule {target!r}: {exc}") from None
 
 
 def _package_dir(name: str) -> Path | None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
-import importlib
 import inspect
 import textwrap
+
+from . import resolve_name
 
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -60,23 +61,11 @@ def _parse_cell(source: str) -> ast.Module | None:
 def _reference_tokens(dotted: str) -> tuple[str, ...] | None:
     """The normalized token sequence of a reference function or class, None if it cannot be loaded."""
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(_resolve(dotted))))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(resolve_name(dotted))))
     except Exception:  # noqa: BLE001 - a reference that cannot be loaded gives no finding
         return None
     node = next((n for n in tree.body if isinstance(n, DEFS)), None)
     return None if node is None else tuple(_tokens(node))
-
-
-def _resolve(dotted: str):
-    """The object a dotted name names: the longest importable module prefix, then attributes."""
-    parts = dotted.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        return functools.reduce(getattr, parts[i:], obj)
-    raise ImportError(f"cannot import {dotted}")
 
 
 def _tokens(node: ast.AST) -> list[str]:

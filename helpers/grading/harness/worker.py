@@ -16,6 +16,7 @@ import signal
 import sys
 import traceback
 
+from . import resolve_name
 from .wire import Decoder, Encoder, Handle, pack, read_frame
 
 MAX_MESSAGE = 2000
@@ -50,20 +51,6 @@ def _error(exc: BaseException) -> dict:
     tb = traceback.extract_tb(exc.__traceback__)
     where = next((f"line {f.lineno} of {f.name}" for f in reversed(tb) if f.filename.startswith("<")), "")
     return {"type": type(exc).__name__, "mro": names[:20], "message": str(exc)[:MAX_MESSAGE], "where": where}
-
-
-def _resolve(path: str):
-    """A dotted name: the longest importable module prefix, then attributes."""
-    parts = path.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for name in parts[i:]:
-            obj = getattr(obj, name)
-        return obj
-    raise ImportError(f"cannot import {path}")
 
 
 def _cell_timed_out(signum, frame):
@@ -204,7 +191,7 @@ class Server:
                 raise NameError(f"name {name!r} is not defined: its answer cell did not define it{why}")
             return self.shell.user_ns[name], None
         if op == "make":
-            return _resolve(header["path"])(*args, **kwargs), None
+            return resolve_name(header["path"])(*args, **kwargs), None
         target = self.objects.get(int(header["ref"]))
         if op == "call":
             if header.get("count"):

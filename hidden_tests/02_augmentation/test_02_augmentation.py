@@ -25,19 +25,9 @@ SAMPLE_SIZE = 16
 EXTRA_CALLS = 5
 
 
-def ref(remote):
-    """What names a remote object in a request's arguments.
-
-    Workaround: the session's encoder does not take `Remote` proxies as arguments yet, only the
-    wire's `Handle`s they wrap (the same `$ref` on the wire).
-    """
-    remote._ref()  # fails if the worker was restarted since the handle was made
-    return remote._handle
-
-
 def gen(student, seed):
     """A torch.Generator seeded `seed`, made inside the sandbox (a handle to pass to the student's code)."""
-    return ref(student.make("torch.Generator").manual_seed(seed))
+    return student.make("torch.Generator").manual_seed(seed)
 
 
 def held(student, fn, *inputs):
@@ -47,7 +37,7 @@ def held(student, fn, *inputs):
     would go unseen; a functools.partial made there keeps one copy, `call(*more)` runs
     `fn(*inputs, *more)` on it and `inputs_now()` reads that copy back.
     """
-    call = student.make("functools.partial", ref(fn), *inputs)
+    call = student.make("functools.partial", fn, *inputs)
     return call, lambda: call.args
 
 
@@ -73,6 +63,11 @@ def data_like_stats():
 def one_hot(labels, num_classes):
     """The notebook's given one_hot (a trusted copy)."""
     return torch.nn.functional.one_hot(torch.as_tensor(labels).long(), num_classes).float()
+
+
+def batch(n, size=8, draw=torch.rand):
+    """n images (n, 3, size, size) drawn with a generator seeded n: the inputs of the batched-code checks."""
+    return draw(n, 3, size, size, generator=torch.Generator().manual_seed(n))
 
 
 def check_batched(student, name, make_args, hint):
@@ -140,9 +135,7 @@ def test_normalize_hidden(student):
 def test_normalize_batched(student):
     m, s = [0.3, 0.5, 0.7], [0.2, 0.1, 0.4]
     for name in ("normalize", "denormalize"):
-        check_batched(student, name,
-                      lambda n: (torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(n)), m, s),
-                      "broadcast mean and std viewed as (1, 3, 1, 1)")
+        check_batched(student, name, lambda n: (batch(n, 4), m, s), "broadcast mean and std viewed as (1, 3, 1, 1)")
 
 
 # --------------------------------------------------------------------------- random_crop
@@ -208,8 +201,7 @@ def test_random_crop_hidden(student):
 
 @block("random_crop-tests", deny=CROP_DENY)
 def test_random_crop_batched(student):
-    check_batched(student, "random_crop",
-                  lambda n: (torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(n)), 2, gen(student, 0)),
+    check_batched(student, "random_crop", lambda n: (batch(n), 2, gen(student, 0)),
                   "gather every window at once with index tensors (rows dy[:, None] + arange(H), ...)")
 
 
@@ -257,8 +249,7 @@ def test_horizontal_flip_hidden(student):
 
 @block("horizontal_flip-tests", deny=FLIP_DENY)
 def test_horizontal_flip_batched(student):
-    check_batched(student, "horizontal_flip",
-                  lambda n: (torch.rand(n, 3, 6, 6, generator=torch.Generator().manual_seed(n)), gen(student, 0)),
+    check_batched(student, "horizontal_flip", lambda n: (batch(n, 6), gen(student, 0)),
                   "torch.where(flip[:, None, None, None], x.flip(-1), x)")
 
 
@@ -312,8 +303,7 @@ def test_cutout_hidden(student):
 
 @block("cutout-tests", deny=CUTOUT_DENY)
 def test_cutout_batched(student):
-    check_batched(student, "cutout",
-                  lambda n: (torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(n)), 3, gen(student, 0)),
+    check_batched(student, "cutout", lambda n: (batch(n, draw=torch.randn), 3, gen(student, 0)),
                   "one (N, H, W) mask from arange(H), arange(W) and the centres, then masked_fill")
 
 
@@ -455,19 +445,18 @@ def test_cutmix_batched(student):
 
 def v2_class(student, name):
     """A handle to torchvision.transforms.v2.<name> (the class itself) inside the sandbox."""
-    module = ref(student.make("importlib.import_module", "torchvision.transforms.v2"))
-    return ref(student.make("builtins.getattr", module, name))
+    return student.make("builtins.getattr", student.make("importlib.import_module", "torchvision.transforms.v2"), name)
 
 
 @block("train_transform-tests")
 def test_train_transform_visible(student):
     mean, std = data_like_stats()
     t = student.train_transform(mean, std)
-    is_compose = hasattr(t, "type_name") and student.make("builtins.isinstance", ref(t), v2_class(student, "Compose"))
+    is_compose = hasattr(t, "type_name") and student.make("builtins.isinstance", t, v2_class(student, "Compose"))
     checks.check(is_compose is True, f"train_transform(MEAN, STD): expected a v2.Compose, got "
                  f"{getattr(t, 'type_name', type(t).__name__)}; return v2.Compose([...])")
     steps = t.transforms
-    steps = student.make("builtins.list", ref(steps)) if hasattr(steps, "type_name") else steps
+    steps = student.make("builtins.list", steps) if hasattr(steps, "type_name") else steps
     kinds = [getattr(s, "type_name", type(s).__name__) for s in steps]
     checks.check_equal(kinds, ["RandomCrop", "RandomHorizontalFlip", "RandAugment", "ToDtype", "Normalize"],
                        "the transforms in train_transform(MEAN, STD)",

@@ -8,12 +8,11 @@ Dropout or a missing layer shows in either). The helpers references and the libr
 specifications forbid are denied in the sandbox; torchvision's BasicBlock cannot be (the ResNet-18
 of part 9 is made of it), so the BasicBlock block checks that the student's block is not one.
 """
-import pytest
 import torch
 
 from helpers import checks
 from helpers.grading.harness import block
-from helpers.grading.harness.session import Remote, StudentError
+from helpers.grading.harness.session import StudentError
 from helpers.models import MLP as ReferenceMLP
 from helpers.models import BasicBlock as ReferenceBlock
 from helpers.models import FiveConvNet as ReferenceFive
@@ -22,77 +21,8 @@ from helpers.models import SEBlock as ReferenceSE
 
 # ----------------------------------------------------------------------------- helpers (trusted side)
 
-def _handles(value):
-    """Remotes inside a call's arguments become their handles (the wire carries handles, not proxies)."""
-    if isinstance(value, _Remote):
-        value = value._remote
-    if isinstance(value, Remote):
-        value._ref()  # fails clearly when the worker was restarted since the handle was made
-        return value._handle
-    if type(value) in (list, tuple):
-        return type(value)(_handles(v) for v in value)
-    if type(value) is dict:
-        return {k: _handles(v) for k, v in value.items()}
-    return value
-
-
-def _wrap(value):
-    if isinstance(value, Remote):
-        return _Remote(value)
-    if type(value) in (list, tuple):
-        return type(value)(_wrap(v) for v in value)
-    if type(value) is dict:
-        return {k: _wrap(v) for k, v in value.items()}
-    return value
-
-
-class _Remote:
-    """A Remote whose calls accept other remote objects as arguments."""
-
-    def __init__(self, remote):
-        self._remote = remote
-
-    def __call__(self, *args, **kwargs):
-        return _wrap(self._remote(*_handles(args), **_handles(kwargs)))
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _wrap(getattr(self._remote, name))
-
-    def __getitem__(self, key):
-        return _wrap(self._remote[key])
-
-    def __len__(self):
-        return len(self._remote)
-
-    @property
-    def type_name(self):
-        return self._remote.type_name
-
-
-class _Student:
-    """The harness's `student`, with remote objects accepted as arguments of make() and of calls."""
-
-    def __init__(self, student):
-        self._student = student
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _wrap(getattr(self._student, name))
-
-    def make(self, path, *args, **kwargs):
-        return _wrap(self._student.make(path, *_handles(args), **_handles(kwargs)))
-
-    def raises(self, *type_names):
-        return self._student.raises(*type_names)
-
-
-@pytest.fixture
-def student(student):
-    """The session's `student`, wrapped by _Student."""
-    return _Student(student)
+TRAINING_MODE_HINT = ("exactly the layers of the specification: no Dropout or other layer that acts differently in "
+                      "training mode")
 
 
 def _images(n=8, seed=0):
@@ -163,6 +93,16 @@ def _ref_out(model, x):
         return model(x)
 
 
+def _check_output(model, reference, x, name, atol, hint=""):
+    """The sandbox's `model` on x against the trusted `reference` on x (the same weights copied into both)."""
+    _check_close(_out(model, x), _ref_out(reference, x), name, atol=atol, hint=hint)
+
+
+def _check_params(student, model, want, call, hint=""):
+    """The number of parameter values of the sandbox's `model`, against `want`."""
+    checks.check_equal(sum(_numels(student, model)), want, f"the number of parameters of {call}", hint=hint)
+
+
 def _remote_five(student, batch_norm, num_classes=10):
     """A FiveConvNet(BN) made of trusted torch layers in the sandbox (same state_dict order as helpers')."""
     mk = student.make
@@ -181,6 +121,11 @@ def _remote_five(student, batch_norm, num_classes=10):
 def _class(student, module, name):
     """A handle to the class `module.name` in the sandbox (not an instance)."""
     return student.make("builtins.getattr", student.make("importlib.import_module", module), name)
+
+
+def _hooks(student, module):
+    """The number of forward hooks registered on the sandbox's `module` (its _forward_hooks, read there)."""
+    return len(student.make("builtins.getattr", module, "_forward_hooks"))
 
 
 # ----------------------------------------------------------------------------- 1. conv_output_size
@@ -259,25 +204,22 @@ def test_count_parameters(student):
 def test_mlp(student):
     images = _images()
     model = student.MLP().eval()
-    checks.check_equal(sum(_numels(student, model)), 563_082, "the number of parameters of MLP()",
-                       hint="3072 -> 128 -> 256 -> 512 -> 10, each Linear with a bias")
+    _check_params(student, model, 563_082, "MLP()", hint="3072 -> 128 -> 256 -> 512 -> 10, each Linear with a bias")
     checks.check_shape(_out(model, images), (8, 10), "MLP()(images (8, 3, 32, 32)).shape",
                        hint="flatten each image first")
     reference = _seeded(ReferenceMLP, seed=1).eval()
     _copy_weights(reference, model)
-    _check_close(_out(model, images), _ref_out(reference, images), "MLP() with the reference's weights, on "
-                 "images", atol=1e-5, hint="ReLU after every Linear but the last, and no softmax at the end")
+    _check_output(model, reference, images, "MLP() with the reference's weights, on images", atol=1e-5,
+                  hint="ReLU after every Linear but the last, and no softmax at the end")
     model, reference = student.MLP(num_classes=100).eval(), _seeded(ReferenceMLP, num_classes=100, seed=2).eval()
-    checks.check_equal(sum(_numels(student, model)), 609_252, "the number of parameters of MLP(num_classes=100)",
-                       hint="the last Linear has num_classes outputs")
+    _check_params(student, model, 609_252, "MLP(num_classes=100)", hint="the last Linear has num_classes outputs")
     _copy_weights(reference, model)
     x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    _check_close(_out(model, x), _ref_out(reference, x), "MLP(num_classes=100) with the reference's weights, "
-                 "on random inputs", atol=1e-5, hint="Linear, ReLU, Linear, ReLU, Linear, ReLU, Linear")
+    _check_output(model, reference, x, "MLP(num_classes=100) with the reference's weights, on random inputs",
+                  atol=1e-5, hint="Linear, ReLU, Linear, ReLU, Linear, ReLU, Linear")
     model.train()
-    _check_close(_out(model, x), _ref_out(reference.train(), x), "MLP(num_classes=100) in training mode with "
-                 "the reference's weights", atol=1e-5, hint="exactly the layers of the specification: no "
-                 "Dropout or other layer that acts differently in training mode")
+    _check_output(model, reference.train(), x, "MLP(num_classes=100) in training mode with the reference's weights",
+                  atol=1e-5, hint=TRAINING_MODE_HINT)
 
 
 # ----------------------------------------------------------------------------- 4. FiveConvNet
@@ -287,28 +229,26 @@ def test_mlp(student):
 def test_five_conv_net(student):
     images = _images()
     model = student.FiveConvNet().eval()
-    checks.check_equal(sum(_numels(student, model)), 529_742, "the number of parameters of FiveConvNet()",
-                       hint="5x5 kernels, 8/16/32/64/128 channels, biases everywhere, then 2048 -> 120 -> 84 -> 10")
+    _check_params(student, model, 529_742, "FiveConvNet()",
+                  hint="5x5 kernels, 8/16/32/64/128 channels, biases everywhere, then 2048 -> 120 -> 84 -> 10")
     checks.check_shape(_out(model, images), (8, 10), "FiveConvNet()(images (8, 3, 32, 32)).shape",
                        hint="padding 2 everywhere, stride 2 on convolutions 2 and 4, then a 2x2 max-pool")
     reference = _seeded(ReferenceFive, seed=1).eval()
     _copy_weights(reference, model)
-    _check_close(_out(model, images), _ref_out(reference, images), "FiveConvNet() with the reference's "
-                 "weights, on images", atol=1e-4, hint="check the strides, the ReLUs (none after the last "
-                 "Linear) and the pool")
+    _check_output(model, reference, images, "FiveConvNet() with the reference's weights, on images", atol=1e-4,
+                  hint="check the strides, the ReLUs (none after the last Linear) and the pool")
     model, reference = student.FiveConvNet(num_classes=7).eval(), _seeded(ReferenceFive, num_classes=7, seed=2).eval()
-    checks.check_equal(sum(_numels(student, model)), 529_742 - 85 * 3, "the number of parameters of "
-                       "FiveConvNet(num_classes=7)", hint="the last Linear has num_classes outputs")
+    _check_params(student, model, 529_742 - 85 * 3, "FiveConvNet(num_classes=7)",
+                  hint="the last Linear has num_classes outputs")
     _copy_weights(reference, model)
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
-    _check_close(_out(model, x), _ref_out(reference, x), "FiveConvNet(num_classes=7) with the reference's "
-                 "weights, on random inputs", atol=1e-4, hint="the layer order of the specification")
-    _check_close(_out(model, x[:1]), _ref_out(reference, x[:1]), "FiveConvNet on a batch of one image",
-                 atol=1e-4, hint="flatten with nn.Flatten() or x.flatten(1), not x.view(-1, ...) / squeeze()")
+    _check_output(model, reference, x, "FiveConvNet(num_classes=7) with the reference's weights, on random inputs",
+                  atol=1e-4, hint="the layer order of the specification")
+    _check_output(model, reference, x[:1], "FiveConvNet on a batch of one image", atol=1e-4,
+                  hint="flatten with nn.Flatten() or x.flatten(1), not x.view(-1, ...) / squeeze()")
     model.train()
-    _check_close(_out(model, x), _ref_out(reference.train(), x), "FiveConvNet(num_classes=7) in training mode "
-                 "with the reference's weights", atol=1e-4, hint="exactly the layers of the specification: no "
-                 "Dropout or other layer that acts differently in training mode")
+    _check_output(model, reference.train(), x, "FiveConvNet(num_classes=7) in training mode with the reference's "
+                  "weights", atol=1e-4, hint=TRAINING_MODE_HINT)
 
 
 # ----------------------------------------------------------------------------- 5. FiveConvNetBN
@@ -319,24 +259,24 @@ def test_five_conv_net(student):
 def test_five_conv_net_bn(student):
     images = _images()
     model = student.FiveConvNetBN()
-    checks.check_equal(sum(_numels(student, model)), 530_238, "the number of parameters of FiveConvNetBN()",
-                       hint="one BatchNorm2d(c_out) per convolution, which keeps its bias")
+    _check_params(student, model, 530_238, "FiveConvNetBN()",
+                  hint="one BatchNorm2d(c_out) per convolution, which keeps its bias")
     reference = _seeded(ReferenceFiveBN, seed=1)
     _copy_weights(reference, model)
-    _check_close(_out(model, images), _ref_out(reference, images), "FiveConvNetBN() in training mode with the "
-                 "reference's weights", atol=1e-4, hint="BatchNorm right after each convolution, before the ReLU")
+    _check_output(model, reference, images, "FiveConvNetBN() in training mode with the reference's weights",
+                  atol=1e-4, hint="BatchNorm right after each convolution, before the ReLU")
     x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(5)) * 2 + 1
     model, reference = student.FiveConvNetBN(num_classes=4), _seeded(ReferenceFiveBN, num_classes=4, seed=2)
     _copy_weights(reference, model)
-    _check_close(_out(model, x), _ref_out(reference, x), "FiveConvNetBN(num_classes=4) in training mode with "
-                 "the reference's weights, on random inputs", atol=1e-4,
-                 hint="exactly the layers of the specification: no Dropout, BatchNorm before each ReLU")
+    _check_output(model, reference, x, "FiveConvNetBN(num_classes=4) in training mode with the reference's weights, "
+                  "on random inputs", atol=1e-4,
+                  hint="exactly the layers of the specification: no Dropout, BatchNorm before each ReLU")
     # that training-mode pass updated the running statistics of both
     model.eval()
     reference.eval()
-    _check_close(_out(model, x), _ref_out(reference, x), "FiveConvNetBN(num_classes=4) in eval mode after one "
-                 "training batch, against the reference", atol=1e-4, hint="use nn.BatchNorm2d with its default "
-                 "momentum and eps, after each convolution")
+    _check_output(model, reference, x, "FiveConvNetBN(num_classes=4) in eval mode after one training batch, against "
+                  "the reference", atol=1e-4, hint="use nn.BatchNorm2d with its default momentum and eps, after each "
+                  "convolution")
     _check_close(_out(model, x[:2]), _out(model, x)[:2], "FiveConvNetBN in eval mode: two images alone against "
                  "the same two in a batch of six", atol=1e-4, hint="use nn.BatchNorm2d, which uses its running "
                  "statistics in eval mode")
@@ -353,9 +293,8 @@ def test_five_conv_net_bn(student):
 def test_basic_block(student):
     x = torch.randn(2, 64, 16, 16, generator=torch.Generator().manual_seed(1))
     block_ = student.BasicBlock(64, 128, 2).eval()
-    checks.check_equal(sum(_numels(student, block_)), 230_144, "the number of parameters of BasicBlock(64, 128, "
-                       "stride=2)", hint="two 3x3 convolutions without bias, two BatchNorms, and a 1x1 projection "
-                       "with BatchNorm")
+    _check_params(student, block_, 230_144, "BasicBlock(64, 128, stride=2)", hint="two 3x3 convolutions without "
+                  "bias, two BatchNorms, and a 1x1 projection with BatchNorm")
     out = _out(block_, x)
     checks.check_shape(out, (2, 128, 8, 8), "BasicBlock(64, 128, 2)(x of shape (2, 64, 16, 16)).shape",
                        hint="stride on conv1 and on the projection, padding 1 on the 3x3 convolutions")
@@ -369,23 +308,22 @@ def test_basic_block(student):
                      "write the layers and forward of the specification yourself")
     reference = _seeded(ReferenceBlock, 64, 128, 2, seed=1).eval()
     _copy_weights(reference, block_)
-    _check_close(_out(block_, x), _ref_out(reference, x), "BasicBlock(64, 128, 2) with the reference's weights",
-                 atol=1e-4, hint="relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))")
+    _check_output(block_, reference, x, "BasicBlock(64, 128, 2) with the reference's weights", atol=1e-4,
+                  hint="relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))")
     for c_in, c_out, stride, expected in [(64, 64, 1, 73_984), (32, 32, 2, 19_648), (16, 32, 1, 14_528)]:
         block_ = student.BasicBlock(c_in, c_out, stride).eval()
         reference = _seeded(ReferenceBlock, c_in, c_out, stride, seed=c_in + stride).eval()
-        checks.check_equal(sum(_numels(student, block_)), expected,
-                           f"the number of parameters of BasicBlock({c_in}, {c_out}, stride={stride})",
-                           hint="a projection shortcut only when stride != 1 or the channel count changes, "
-                           "else nn.Identity()")
+        _check_params(student, block_, expected, f"BasicBlock({c_in}, {c_out}, stride={stride})",
+                      hint="a projection shortcut only when stride != 1 or the channel count changes, else "
+                      "nn.Identity()")
         _copy_weights(reference, block_)
         x = torch.randn(3, c_in, 10, 6, generator=torch.Generator().manual_seed(c_out + stride))
-        _check_close(_out(block_, x), _ref_out(reference, x), f"BasicBlock({c_in}, {c_out}, {stride}) with the "
-                     "reference's weights, on (3, C, 10, 6) inputs", atol=1e-4)
+        _check_output(block_, reference, x, f"BasicBlock({c_in}, {c_out}, {stride}) with the reference's weights, "
+                      "on (3, C, 10, 6) inputs", atol=1e-4)
         block_.train()
-        _check_close(_out(block_, x), _ref_out(reference.train(), x), f"BasicBlock({c_in}, {c_out}, {stride}) "
-                     "in training mode with the reference's weights", atol=1e-4,
-                     hint="exactly the layers of the specification: no Dropout; BatchNorm2d as given")
+        _check_output(block_, reference.train(), x, f"BasicBlock({c_in}, {c_out}, {stride}) in training mode with "
+                      "the reference's weights", atol=1e-4,
+                      hint="exactly the layers of the specification: no Dropout; BatchNorm2d as given")
     block_, reference = student.BasicBlock(8, 8).eval(), _seeded(ReferenceBlock, 8, 8, seed=9).eval()
     with torch.no_grad():
         reference.bn2.weight.zero_()
@@ -401,8 +339,7 @@ def test_basic_block(student):
 @block("SEBlock-tests", deny=["helpers.models.resnet.SEBlock", "torchvision.ops.misc.SqueezeExcitation"])
 def test_se_block(student):
     se = student.SEBlock(64, 16)
-    checks.check_equal(sum(_numels(student, se)), 580, "the number of parameters of SEBlock(64, 16)",
-                       hint="Linear(64, 4) and Linear(4, 64), both with biases")
+    _check_params(student, se, 580, "SEBlock(64, 16)", hint="Linear(64, 4) and Linear(4, 64), both with biases")
     x = torch.rand(2, 64, 6, 6, generator=torch.Generator().manual_seed(1)) + 0.5  # positive: x / out is the gate
     out = _out(se, x)
     checks.check_shape(out, (2, 64, 6, 6), "SEBlock(64, 16)(x of shape (2, 64, 6, 6)).shape",
@@ -415,20 +352,18 @@ def test_se_block(student):
                  "the excitation with a sigmoid")
     reference = _seeded(ReferenceSE, 64, 16, seed=1)
     _copy_weights(reference, se)
-    _check_close(_out(se, x), _ref_out(reference, x), "SEBlock(64, 16) with the reference's weights", atol=1e-5,
-                 hint="mean over H and W, fc1, ReLU, fc2, sigmoid, then x * gate")
+    _check_output(se, reference, x, "SEBlock(64, 16) with the reference's weights", atol=1e-5,
+                  hint="mean over H and W, fc1, ReLU, fc2, sigmoid, then x * gate")
     for c, r, expected in [(64, 16, 580), (8, 16, 25), (48, 4, 1212)]:
         se, reference = student.SEBlock(c, r), _seeded(ReferenceSE, c, r, seed=c)
-        checks.check_equal(sum(_numels(student, se)), expected, f"the number of parameters of SEBlock({c}, {r})",
-                           hint="hidden = max(channels // reduction, 1)")
+        _check_params(student, se, expected, f"SEBlock({c}, {r})", hint="hidden = max(channels // reduction, 1)")
         _copy_weights(reference, se)
         x = torch.randn(3, c, 7, 4, generator=torch.Generator().manual_seed(c))
-        _check_close(_out(se, x), _ref_out(reference, x), f"SEBlock({c}, {r}) with the reference's weights, on "
-                     "(3, C, 7, 4) inputs", atol=1e-5, hint="mean over H and W, fc1, ReLU, fc2, sigmoid, "
-                     "then x * gate")
+        _check_output(se, reference, x, f"SEBlock({c}, {r}) with the reference's weights, on (3, C, 7, 4) inputs",
+                      atol=1e-5, hint="mean over H and W, fc1, ReLU, fc2, sigmoid, then x * gate")
         se.eval()
-        _check_close(_out(se, x), _ref_out(reference.eval(), x), f"SEBlock({c}, {r}) in eval mode with the "
-                     "reference's weights", atol=1e-5, hint="no layer that acts differently in eval mode")
+        _check_output(se, reference.eval(), x, f"SEBlock({c}, {r}) in eval mode with the reference's weights",
+                      atol=1e-5, hint="no layer that acts differently in eval mode")
 
 
 # ----------------------------------------------------------------------------- 8. feature_maps
@@ -444,7 +379,7 @@ def test_feature_maps(student):
                        hint="return the hooked layer's output, not the model's")
     _check_close(maps, _ref_out(reference.features[0], images), "feature_maps(FiveConvNet, features[0], images)",
                  atol=1e-5, hint="store the `output` argument of the hook")
-    hooks = len(model[0][0]._forward_hooks)
+    hooks = _hooks(student, model[0][0])
     checks.check(hooks == 0, f"feature_maps: expected the hook to be removed afterwards, got {hooks} still "
                  "registered; call handle.remove()")
     checks.check(not maps.requires_grad, "feature_maps: expected a detached tensor, got one that requires grad; "
@@ -476,7 +411,7 @@ def test_feature_maps(student):
         student.feature_maps(bad, bad[0], images)
     except AssertionError:
         pass
-    hooks = len(bad[0]._forward_hooks)
+    hooks = _hooks(student, bad[0])
     checks.check(hooks == 0, "feature_maps: expected the hook removed even when the model raises, got it still "
                  "registered; remove it in a finally: block")
 

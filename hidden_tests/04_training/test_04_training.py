@@ -11,89 +11,18 @@ The helpers references and the library functions the specifications forbid are d
 """
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from helpers import checks
 from helpers.grading.harness import block
-from helpers.grading.harness.session import Remote
 from helpers.schedules import cosine as reference_cosine
 
 CPU = torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------- helpers (trusted side)
-
-def _handles(value):
-    """Remotes inside a call's arguments become their handles (the wire carries handles, not proxies)."""
-    if isinstance(value, _Remote):
-        value = value._remote
-    if isinstance(value, Remote):
-        value._ref()  # fails clearly when the worker was restarted since the handle was made
-        return value._handle
-    if type(value) in (list, tuple):
-        return type(value)(_handles(v) for v in value)
-    if type(value) is dict:
-        return {k: _handles(v) for k, v in value.items()}
-    return value
-
-
-def _wrap(value):
-    if isinstance(value, Remote):
-        return _Remote(value)
-    if type(value) in (list, tuple):
-        return type(value)(_wrap(v) for v in value)
-    if type(value) is dict:
-        return {k: _wrap(v) for k, v in value.items()}
-    return value
-
-
-class _Remote:
-    """A Remote whose calls accept other remote objects as arguments."""
-
-    def __init__(self, remote):
-        self._remote = remote
-
-    def __call__(self, *args, **kwargs):
-        return _wrap(self._remote(*_handles(args), **_handles(kwargs)))
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _wrap(getattr(self._remote, name))
-
-    def __getitem__(self, key):
-        return _wrap(self._remote[key])
-
-    def __len__(self):
-        return len(self._remote)
-
-
-class _Student:
-    """The harness's `student`, with remote objects accepted as arguments of make() and of calls."""
-
-    def __init__(self, student):
-        self._student = student
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _wrap(getattr(self._student, name))
-
-    def make(self, path, *args, **kwargs):
-        return _wrap(self._student.make(path, *_handles(args), **_handles(kwargs)))
-
-    def raises(self, *type_names):
-        return self._student.raises(*type_names)
-
-
-@pytest.fixture
-def student(student):
-    """The session's `student`, wrapped by _Student."""
-    return _Student(student)
-
 
 def _attr(student, obj, path):
     """obj.<path>, read in the sandbox (numbers index a Sequential)."""
@@ -176,6 +105,16 @@ def _batches13(seed, classes=5):
     return xs, ys, [(xs[:8], ys[:8]), (xs[8:], ys[8:])]
 
 
+def _epoch(student, seed, batches, loss_fn, device, **kwargs):
+    """A LINEAR5 model made here (seeded), copied into the sandbox and trained there for one epoch by the student's
+    train_one_epoch with SGD(lr=0.3): (the local model, the sandbox's model, what train_one_epoch returned)."""
+    local = _local(LINEAR5, seed)
+    model = _remote_copy(student, local, LINEAR5)
+    got = student.train_one_epoch(model, batches, student.make("torch.optim.SGD", model.parameters(), lr=0.3), loss_fn,
+                                  device, **kwargs)
+    return local, model, got
+
+
 # ----------------------------------------------------------------------------- 1. train_one_epoch
 
 @block("train_one_epoch-tests", deny=["helpers.train._train_epoch", "helpers.train.fit"])
@@ -231,13 +170,9 @@ def test_train_one_epoch_visible(student):
 
 @block("train_one_epoch-tests", deny=["helpers.train._train_epoch", "helpers.train.fit"])
 def test_train_one_epoch_weighted(student):
-    train_one_epoch, mk = student.train_one_epoch, student.make
     _, _, batches = _batches13(1)
     # Batches of 8 and 5 with a real learning rate: sums weighted by batch size, taken before each step.
-    local = _local(LINEAR5, 13)
-    model = _remote_copy(student, local, LINEAR5)
-    got = train_one_epoch(model, batches, mk("torch.optim.SGD", model.parameters(), lr=0.3), _cross_entropy(student),
-                          CPU)
+    local, model, got = _epoch(student, 13, batches, _cross_entropy(student), CPU)
     _check_pair(got, "train_one_epoch")
     want = _reference_epoch(local, batches, 0.3)
     checks.check_close(got[0], want[0], "mean_loss over batches of 8 and 5 samples (lr=0.3)", atol=1e-5,
@@ -246,10 +181,7 @@ def test_train_one_epoch_weighted(student):
                        hint="count correct samples over the epoch, from the logits computed before each step")
     _check_state(model, local, "that epoch", hint="on the CPU, no autocast: the forward pass runs in float32")
     # The loss function is the caller's (here with label smoothing).
-    local = _local(LINEAR5, 14)
-    model = _remote_copy(student, local, LINEAR5)
-    got = train_one_epoch(model, batches, mk("torch.optim.SGD", model.parameters(), lr=0.3),
-                          _cross_entropy(student, 0.2), "cpu")
+    local, model, got = _epoch(student, 14, batches, _cross_entropy(student, 0.2), "cpu")
     want = _reference_epoch(local, batches, 0.3, _ce(0.2))
     checks.check_close(got[0], want[0], "mean_loss with the given loss_fn", atol=1e-5,
                        hint="use loss_fn, not a loss of your own")
@@ -276,14 +208,10 @@ def test_train_one_epoch_train_mode(student):
 @block("train_one_epoch-tests", deny=["helpers.train._train_epoch", "helpers.train.fit"])
 def test_train_one_epoch_scaler(student):
     """The GradScaler branch, on the CPU: scale(loss).backward(), scaler.step(optimizer), scaler.update()."""
-    train_one_epoch, mk = student.train_one_epoch, student.make
     _, _, batches = _batches13(1)
-    local = _local(LINEAR5, 16)
-    model = _remote_copy(student, local, LINEAR5)
     # growth_interval=1: every update() after a step without inf/NaN gradients doubles the scale
-    scaler = mk("torch.amp.GradScaler", "cpu", init_scale=16.0, growth_interval=1)
-    got = train_one_epoch(model, batches, mk("torch.optim.SGD", model.parameters(), lr=0.3), _cross_entropy(student),
-                          "cpu", scaler=scaler)
+    scaler = student.make("torch.amp.GradScaler", "cpu", init_scale=16.0, growth_interval=1)
+    local, model, got = _epoch(student, 16, batches, _cross_entropy(student), "cpu", scaler=scaler)
     _check_pair(got, "train_one_epoch with a scaler")
     want = _reference_epoch(local, batches, 0.3)
     scale = scaler.get_scale()
@@ -295,10 +223,8 @@ def test_train_one_epoch_scaler(student):
     checks.check_close(got[0], want[0], "mean_loss of an epoch with a GradScaler", atol=1e-5,
                        hint="sum the unscaled loss (loss, not scaler.scale(loss)) times the batch size")
     # A disabled scaler (enabled=False) passes everything through: plain SGD steps.
-    local = _local(LINEAR5, 17)
-    model = _remote_copy(student, local, LINEAR5)
-    got = train_one_epoch(model, batches, mk("torch.optim.SGD", model.parameters(), lr=0.3), _cross_entropy(student),
-                          torch.device("cpu"), scaler=mk("torch.amp.GradScaler", "cpu", enabled=False))
+    local, model, got = _epoch(student, 17, batches, _cross_entropy(student), torch.device("cpu"),
+                               scaler=student.make("torch.amp.GradScaler", "cpu", enabled=False))
     want = _reference_epoch(local, batches, 0.3)
     checks.check_close(got[0], want[0], "mean_loss of an epoch with a disabled GradScaler", atol=1e-5)
     _check_state(model, local, "an epoch with a disabled GradScaler")

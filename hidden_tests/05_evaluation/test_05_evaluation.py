@@ -31,14 +31,6 @@ from helpers.metrics import expected_calibration_error as reference_ece
 
 # ----------------------------------------------------------------------------- helpers
 
-def arg(value):
-    """A Remote as an argument of a remote call: the wire carries its handle, not the proxy."""
-    if isinstance(value, Remote):
-        value._ref()  # fails clearly when the worker was restarted since the handle was made
-        return value._handle
-    return value
-
-
 def plain(value, name: str, what: str):
     """`value` when it came back as data; a one-line failure when it is a remote object."""
     if isinstance(value, Remote):
@@ -48,17 +40,17 @@ def plain(value, name: str, what: str):
 
 def under_no_grad(student, fn):
     """A remote wrapper that calls `fn` inside torch.no_grad() in the sandbox."""
-    return student.make("torch.no_grad")(arg(fn))
+    return student.make("torch.no_grad")(fn)
 
 
 def attr(student, obj, path: str):
     """obj.<path> read in the sandbox (dotted; numbers index a Sequential)."""
-    return student.make("operator.attrgetter", path)(arg(obj))
+    return student.make("operator.attrgetter", path)(obj)
 
 
 def sandbox_sequential(student, spec: list):
     """nn.Sequential of the (class name, args) in `spec`, built in the sandbox by trusted constructors."""
-    layers = [arg(student.make(f"torch.nn.{name}", *args)) for name, *args in spec]
+    layers = [student.make(f"torch.nn.{name}", *args) for name, *args in spec]
     return student.make("torch.nn.Sequential", *layers)
 
 
@@ -76,14 +68,14 @@ class WarningsAsErrors:
     def __enter__(self):
         s = self.student
         self.catcher = s.make("warnings.catch_warnings")
-        s.make("operator.methodcaller", "__enter__")(arg(self.catcher))
+        s.make("operator.methodcaller", "__enter__")(self.catcher)
         builtins = s.make("importlib.import_module", "builtins")
-        category = s.make("operator.attrgetter", self.category)(arg(builtins))
-        s.make("warnings.simplefilter", "error", arg(category))
+        category = s.make("operator.attrgetter", self.category)(builtins)
+        s.make("warnings.simplefilter", "error", category)
         return self
 
     def __exit__(self, *exc):
-        self.student.make("operator.methodcaller", "__exit__", None, None, None)(arg(self.catcher))
+        self.student.make("operator.methodcaller", "__exit__", None, None, None)(self.catcher)
         return False
 
 
@@ -329,7 +321,7 @@ def test_fit_temperature_hidden(student):
     z0, lab = _calibrated_logits()
     for scale in (2.5, 0.4, 1.0, 6.0):
         z = z0 * scale
-        call = student.make("functools.partial", arg(fit_temperature), z, lab)  # keeps the sandbox's copy of z
+        call = student.make("functools.partial", fit_temperature, z, lab)  # keeps the sandbox's copy of z
         t = plain(call(), f"fit_temperature(logits scaled by {scale})", "a float")
         checks.check_equal(call.args[0], z, f"the logits after fit_temperature (scale {scale})",
                            hint="do not change them in place")
@@ -370,7 +362,7 @@ def _hooks_left(student, net, index: int) -> int:
 @block("grad_cam-tests", deny=["helpers.explain.grad_cam"])
 def test_grad_cam_visible(student):
     _, net, x = _cam_setup(student)
-    cam = plain(student.grad_cam(arg(net), arg(net[4]), x), "grad_cam(net, layer, x)", "a tensor")
+    cam = plain(student.grad_cam(net, net[4], x), "grad_cam(net, layer, x)", "a tensor")
     checks.check_shape(cam, (6, 32, 32), "grad_cam(net, layer, x of shape (6, 3, 32, 32)).shape",
                        hint="one map per image, upsampled to the input's height and width")
     c = cam.detach().cpu().float().numpy() if torch.is_tensor(cam) else np.asarray(cam, dtype=np.float64)
@@ -393,17 +385,17 @@ def test_grad_cam_against_reference(student):
         want = reference_grad_cam(local, local[4], x, target)
         net.load_state_dict(local.state_dict())
         net.train()
-        got = plain(grad_cam(arg(net), arg(net[4]), x, target), "grad_cam", "a tensor")
+        got = plain(grad_cam(net, net[4], x, target), "grad_cam", "a tensor")
         checks.check_close(got, want, f"grad_cam(net, net[4], x, target_class={target!r}) against helpers' Grad-CAM",
                            atol=1e-4, hint="model.eval(); weights = gradient mean over h, w; ReLU; bilinear upsampling "
                                            "(align_corners=False) BEFORE the min-max scaling")
     net.load_state_dict(local.state_dict())
-    got = plain(under_no_grad(student, grad_cam)(arg(net), arg(net[0]), x[:2], 1), "grad_cam", "a tensor")
+    got = plain(under_no_grad(student, grad_cam)(net, net[0], x[:2], 1), "grad_cam", "a tensor")
     checks.check_close(got, reference_grad_cam(local, local[0], x[:2], 1), "grad_cam called inside torch.no_grad()",
                        atol=1e-4, hint="wrap the forward and backward pass in torch.enable_grad()")
     xr = torch.randn(3, 3, 24, 40)  # not square: catches swapped height and width
     net.load_state_dict(local.state_dict())
-    got = plain(grad_cam(arg(net), arg(net[4]), xr, torch.tensor([4, 4, 1])), "grad_cam", "a tensor")
+    got = plain(grad_cam(net, net[4], xr, torch.tensor([4, 4, 1])), "grad_cam", "a tensor")
     checks.check_shape(got, (3, 24, 40), "grad_cam on (3, 3, 24, 40) images: the shape")
     checks.check_close(got, reference_grad_cam(local, local[4], xr, torch.tensor([4, 4, 1])),
                        "grad_cam on 24 x 40 images", atol=1e-4)
@@ -454,11 +446,11 @@ def _check_model_untouched(student, local: nn.Module, remote, what: str, *, kept
 def test_fgsm_visible(student):
     lin, net, x, y = _fgsm_setup(student)
     fgsm = student.fgsm
-    same = plain(fgsm(arg(net), x, y, 0.0), "fgsm(model, x, y, 0.0)", "a tensor")
+    same = plain(fgsm(net, x, y, 0.0), "fgsm(model, x, y, 0.0)", "a tensor")
     checks.check_shape(same, (5, 3, 8, 8), "fgsm(model, x of shape (5, 3, 8, 8), y, 0.0).shape")
     checks.check_equal(same, x, "fgsm(model, x, y, eps=0.0)",
                        hint="return x + eps * sign(gradient): with eps = 0 that is x")
-    adv = plain(fgsm(arg(net), x, y, 0.1), "fgsm(model, x, y, 0.1)", "a tensor")
+    adv = plain(fgsm(net, x, y, 0.1), "fgsm(model, x, y, 0.1)", "a tensor")
     checks.check_close(torch.abs(torch.as_tensor(adv) - x), torch.full_like(x, 0.1),
                        "|fgsm(model, x, y, 0.1) - x| for every pixel",
                        atol=1e-6, hint="move every pixel by exactly eps, in the direction of the gradient's sign")
@@ -482,7 +474,7 @@ def test_fgsm_batchnorm_no_grad(student):
     net = sandbox_sequential(student, BN_NET)
     net.load_state_dict(state)
     net.train()
-    call = student.make("functools.partial", arg(fgsm), arg(net), x, y, 0.03)  # keeps the sandbox's copy of x
+    call = student.make("functools.partial", fgsm, net, x, y, 0.03)  # keeps the sandbox's copy of x
     adv = plain(under_no_grad(student, call)(), "fgsm(model with BatchNorm, x, y, 0.03)", "a tensor")
     checks.check_close(adv, x + 0.03 * g.sign(), "fgsm(model with BatchNorm, x, y, 0.03)", atol=1e-6,
                        hint="model.eval() first; the gradient is taken with respect to x; torch.enable_grad() inside")
@@ -492,7 +484,7 @@ def test_fgsm_batchnorm_no_grad(student):
                  "fgsm: expected a detached result, got one with gradient history; return .detach()")
     checks.check(adv.dtype == x.dtype and adv.device == x.device, f"fgsm: expected dtype {x.dtype} on {x.device}, "
                  f"got {adv.dtype} on {adv.device}")
-    big = plain(fgsm(arg(net_lin), x, y, 5.0), "fgsm(model, x, y, 5.0)", "a tensor")
+    big = plain(fgsm(net_lin, x, y, 5.0), "fgsm(model, x, y, 5.0)", "a tensor")
     checks.check_close(torch.abs(torch.as_tensor(big) - x).max(), 5.0, "the largest change with eps=5.0", atol=1e-5,
                        hint="do not clip the result")
 
@@ -502,13 +494,13 @@ def test_fgsm_leaves_the_model_alone(student):
     """No parameter gradients (torch.autograd.grad, not backward), same weights, eval mode kept."""
     lin, net, x, y = _fgsm_setup(student)
     net.eval()
-    adv = plain(student.fgsm(arg(net), x, y, 0.1), "fgsm(model, x, y, 0.1)", "a tensor")
+    adv = plain(student.fgsm(net, x, y, 0.1), "fgsm(model, x, y, 0.1)", "a tensor")
     checks.check_shape(adv, (5, 3, 8, 8), "fgsm(model, x of shape (5, 3, 8, 8), y, 0.1).shape")
     _check_model_untouched(student, lin, net, "fgsm(model, x, y, 0.1)", kept_in_eval=True)
     bn = local_sequential(BN_NET)
     net_bn = sandbox_sequential(student, BN_NET)
     net_bn.load_state_dict(bn.state_dict())
     net_bn.eval()
-    under_no_grad(student, student.fgsm)(arg(net_bn), x, y, 0.05)
+    under_no_grad(student, student.fgsm)(net_bn, x, y, 0.05)
     _check_model_untouched(student, bn, net_bn, "fgsm(model with BatchNorm, x, y, 0.05) inside torch.no_grad()",
                            kept_in_eval=True)

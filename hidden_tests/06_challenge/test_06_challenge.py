@@ -33,14 +33,6 @@ FULL_LIMITS, FAST_LIMITS = (10_000, 20_000_000), (5, 1_000_000)  # (epochs, para
 
 # ----------------------------------------------------------------------------- helpers
 
-def arg(value):
-    """A Remote as an argument of a remote call: the wire carries its handle, not the proxy."""
-    if isinstance(value, Remote):
-        value._ref()  # fails clearly when the worker was restarted since the handle was made
-        return value._handle
-    return value
-
-
 def plain(value, name: str, what: str):
     """`value` when it came back as data; a one-line failure when it is a remote object."""
     if isinstance(value, Remote):
@@ -173,7 +165,7 @@ def check_saved_model(student, name: str, datasets: tuple, what: str) -> None:
     classes = 100 if dataset == "cifar100" else 10
     images = np.random.default_rng(6).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
     x = to_model_input(images, ckpt["mean"], ckpt["std"])
-    out = plain(student.make("torch.no_grad")(arg(model))(x), f"the saved {what} model's output", "a tensor")
+    out = plain(student.make("torch.no_grad")(model)(x), f"the saved {what} model's output", "a tensor")
     checks.check_shape(out, (2, classes), f"the saved {what} model's output for 2 images",
                        hint=f"one score for each of the {classes} classes of {dataset}")
     checks.check(bool(torch.isfinite(torch.as_tensor(out)).all()), f"{name}: the saved model outputs NaN or inf")

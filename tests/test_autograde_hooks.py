@@ -2,7 +2,7 @@
 
 One course (01_data, reduced mode, the generated dataset) and one autograde run over five
 simulated students, shared by every test here:
-- "tagged": the solution, but a wrong class_counts whose test cell carries `skip-execution` and the
+- "tagged": the solution, but a class_counts the visible checks reject, whose test cell carries `skip-execution` and the
   old secret skip tag (it must run and score 0), `skip-execution` on the denormalize answer (it must
   run: its tests pass) and "training" + `skip-execution` on a stratified_split answer that then
   hangs (it must run and time out at the normal cell limit);
@@ -60,8 +60,10 @@ def run(tmp_path_factory):
         answer = {gid: simulate.strip_solution_markers(source.cells[simulate.cell_index(source, gid)].source)
                   for gid in simulate.answer_ids(source)}
 
-        wrong_id, wrong_code, _ = simulate.WRONG_ANSWERS[NAME]
-        assert wrong_id == "class_counts-answer"
+        # wrong in a way the notebook's visible checks catch: this is about nbgrader's run of the
+        # test cell (the hidden tests run outside the kernel, see test_roundtrip.py)
+        wrong_id = "class_counts-answer"
+        wrong_code = "def class_counts(labels, num_classes):\n    return np.zeros(num_classes, dtype=np.int64)\n"
         tagged = simulate.with_answer(solved, wrong_id, wrong_code)
         tagged = simulate.tag_cell(tagged, "class_counts-tests", "skip-execution")
         tagged = simulate.tag_cell(tagged, "class_counts-tests", OLD_SECRET_TAG)

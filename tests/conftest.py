@@ -7,6 +7,37 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("COURSE_OFFLINE", "1")
 
 
+# The longest modules, longest first (measured on 2 cores). With two pytest-xdist workers
+# (pyproject.toml) they start first, so the suite does not end on one worker running one of them alone.
+LONGEST_FIRST = ("test_roundtrip.py", "test_hostile_class.py", "test_ta_workflow.py", "test_harness_class.py",
+                 "test_run_all.py",
+                 "test_autograde_hooks.py", "test_sandbox_kernel.py", "test_demo.py", "test_gradebook_merge.py",
+                 "test_harness_monitor.py", "test_harness.py", "test_exchange.py")
+# Modules whose module-scoped fixture is parametrized by assignment or notebook: each assignment's run is its own
+# unit of work for the workers (its tests share that run, nothing across assignments).
+SPLIT_BY_PARAMETER = ("tests/test_roundtrip.py", "tests/test_run_all.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Put the longest modules first (a stable sort: the order inside a module is kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """One worker per module (its shared runs are made once), one per assignment in SPLIT_BY_PARAMETER."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleOrAssignment(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            if module in SPLIT_BY_PARAMETER and nodeid.endswith("]"):
+                return module + nodeid[nodeid.rindex("["):]
+            return module
+
+    return ModuleOrAssignment(config, log)
+
+
 def pytest_configure(config):
     """Under CI=true the sandbox tool must be there: a test that needs it fails, never skips."""
     import shutil

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The torch build to install; on a GPU farm pick the wheel for its CUDA (DEVELOPERS.md).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: sandbox-tool demo test release check-release lab clean-venv
+.PHONY: sandbox-tool demo test release check-release student-bundle lab clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (nbgrader 0.9); set PYTHON=python3.11")'
@@ -38,9 +38,16 @@ release: $(VENV)/.installed
 check-release: $(VENV)/.installed
 	$(PY) -m helpers.grading.course check
 
-# Students: open JupyterLab on the release notebooks.
+# What a student gets: dist/cifar10-course-student/ and .tar.gz (release notebooks, a wheel of helpers
+# without the TA-only grading code, no solutions or hidden tests; refused if any would slip in).
+student-bundle: $(VENV)/.installed
+	$(PY) -m helpers.grading.course bundle
+
+# The instructor's preview of the release notebooks (students get them through the exchange or
+# `make student-bundle`). JupyterLab refuses to run as root without --allow-root.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab release/
+	$(VENV)/bin/jupyter lab release/ $(LAB_FLAGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,7 +2,8 @@
 
 Run nbgrader from the repository root (or a copy of it: see helpers/grading/course.py).
 COURSE_CELL_TIMEOUT (seconds per cell, default 60) comes from the environment so that a TA or a
-test can change it without editing this file; COURSE_SANDBOX=off is the trusted local opt-out.
+test can change it without editing this file; COURSE_SANDBOX=off is the trusted local opt-out;
+COURSE_EXCHANGE names nbgrader's exchange folder (default: exchange/ in the course root).
 """
 import importlib.util
 import os
@@ -21,8 +22,23 @@ _BIN = os.path.dirname(sys.executable)
 if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
-# The name nbgrader stores with every assignment in the gradebook.
+# The name nbgrader stores with every assignment in the gradebook, and the course's folder in the
+# exchange (students name it too: see helpers/grading/course.py student_config).
 c.CourseDirectory.course_id = "cifar10-course"
+
+# ----------------------------------------------------------------------------- exchange
+
+# nbgrader's exchange: `release_assignment` copies release/<a> there, students `fetch_assignment`
+# and `submit`, `collect` copies submissions into submitted/, `release_feedback` and `fetch_feedback`
+# carry the feedback back. Default: `exchange/` in the course root (beside this file), which serves
+# one machine (the demo, the tests, an instructor trying things out). On a farm, COURSE_EXCHANGE
+# names the shared folder every student and TA reaches (e.g. /srv/nbgrader/exchange); students put
+# the same path in their own nbgrader config. nbgrader wants it mode 0777 (release_assignment creates
+# it so), with <course>/inbound 2733 (anyone may submit, nobody may list others' submissions).
+# (traitlets sets __file__ when it loads this file; nbgrader reads it from the course root.)
+COURSE_ROOT = os.path.dirname(os.path.abspath(globals().get("__file__") or "nbgrader_config.py"))
+EXCHANGE_ROOT = os.environ.get("COURSE_EXCHANGE") or os.path.join(COURSE_ROOT, "exchange")
+c.Exchange.root = EXCHANGE_ROOT
 
 # ----------------------------------------------------------------------------- execution
 

@@ -5,6 +5,10 @@ whatever is needed to resume (optimizer, scheduler, history, epoch, RNG states) 
 `load_checkpoint` reads with `torch.load(weights_only=True)` and nothing else, so a hostile
 file cannot execute code; every failure becomes a `CheckpointError` with a plain message.
 `rebuild_model` builds the model from the spec and loads the weights, explaining mismatches.
+
+Two optional fields say how the weights came about: `recipe` (the completed training recipe, a
+plain dict) and `dataset` (`dataset_fingerprint(data)`: the name of the data trained on and a
+SHA-256 of its training split). Files without them still load (their values are None).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from .atomic import atomic_write
 
 FORMAT = "helpers-checkpoint"
 FORMAT_VERSION = 1
+SPLIT_DIGEST_VERSION = b"course-trainset-v1"
 
 
 class CheckpointError(Exception):
@@ -100,14 +105,42 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+# --------------------------------------------------------------------------- the data trained on
+
+def split_digest(images, labels) -> str:
+    """SHA-256 over a training split: a version tag, the images' shape, their uint8 bytes and the
+    labels as little-endian int64 (about 0.3 s for CIFAR-10's 50,000 images)."""
+    import hashlib
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    labels = np.ascontiguousarray(labels, dtype="<i8")
+    h = hashlib.sha256(SPLIT_DIGEST_VERSION)
+    h.update(repr(tuple(images.shape)).encode())
+    h.update(memoryview(images).cast("B"))
+    h.update(memoryview(labels).cast("B"))
+    return h.hexdigest()
+
+
+def dataset_fingerprint(data) -> dict:
+    """What a checkpoint records about the data it was trained on, from an ImageData
+    (helpers.data): {"name", "sha256" (split_digest of the TRAINING split: images and labels, the
+    validation part included), "images" (how many), "reduced" (True for a reduced-mode subset)}.
+    The same data always gives the same record; any other data (another dataset, another seed
+    of the generated one, the full set instead of the reduced subset) gives another sha256."""
+    return {"name": str(data.name), "sha256": split_digest(data.train_images, data.train_labels),
+            "images": int(len(data.train_labels)), "reduced": "[reduced mode]" in str(getattr(data, "source", ""))}
+
+
 # --------------------------------------------------------------------------- save
 
 def save_checkpoint(path, model: nn.Module, *, optimizer=None, scheduler=None, history=None, config=None,
-                    epoch: int | None = None, extra=None, mean=None, std=None, state_dict=None) -> Path:
+                    epoch: int | None = None, extra=None, mean=None, std=None, state_dict=None,
+                    recipe=None, dataset=None) -> Path:
     """Write a checkpoint of `model` to `path` atomically; returns the path.
 
-    `state_dict` replaces model.state_dict() (fit passes the EMA weights here). A failed write
-    (a full disk, say) raises CheckpointError and leaves any earlier file at `path` untouched.
+    `state_dict` replaces model.state_dict() (fit passes the EMA weights here). `recipe` (a plain
+    dict: how the model was trained) and `dataset` (`dataset_fingerprint(data)` of the data it
+    was trained on) are stored as the fields of the same names. A failed write (a full disk, say)
+    raises CheckpointError and leaves any earlier file at `path` untouched.
     """
     from . import __version__
     path = Path(path)
@@ -125,6 +158,8 @@ def save_checkpoint(path, model: nn.Module, *, optimizer=None, scheduler=None, h
         "mean": None if mean is None else [float(m) for m in torch.as_tensor(mean).flatten()],
         "std": None if std is None else [float(s) for s in torch.as_tensor(std).flatten()],
         "extra": _plain(extra, "extra") if extra is not None else None,
+        "recipe": _plain(dict(recipe), "recipe") if recipe is not None else None,
+        "dataset": _plain(dict(dataset), "dataset") if dataset is not None else None,
         "helpers_version": str(__version__),
         "torch_version": str(torch.__version__),  # a str subclass that weights_only refuses
     }

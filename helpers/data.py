@@ -155,9 +155,11 @@ def load_dataset(name: str = "cifar10", path: str | os.PathLike | None = None, *
     candidates: list[tuple[str, Path]] = []
     if path is not None:
         candidates.append(("the path argument", Path(path).expanduser()))
+    tried = []
     if os.environ.get(env_var):
         candidates.append((f"${env_var}", Path(os.environ[env_var]).expanduser()))
-    tried = []
+    elif path is None:
+        tried.append(f"${env_var}: not set (it may name an image-folder directory or .tar.gz)")
     for label, src in candidates:
         if not src.exists():
             tried.append(f"{label}: {src} does not exist")
@@ -178,6 +180,8 @@ def load_dataset(name: str = "cifar10", path: str | os.PathLike | None = None, *
     if use_cache and (data := _load_cache(tv_cache, name)) is not None:
         say(f"[helpers] {name}: {data.source}")
         return data
+    if use_cache and tv_cache.exists():
+        tried.append(f"cached copy of a download: {tv_cache} is unreadable or stale")
     for attempt_download in ([False, True] if download else [False]):
         if not attempt_download and not (root / tv_folder).is_dir():
             tried.append(f"previous download: {root / tv_folder} not found")
@@ -185,17 +189,23 @@ def load_dataset(name: str = "cifar10", path: str | os.PathLike | None = None, *
         try:
             data = _from_torchvision(name, root, attempt_download)
         except Exception as exc:  # offline, checksum mismatch, broken files
-            tried.append(f"{'torchvision download' if attempt_download else 'previous download'} into {root}: {exc}")
+            why = " ".join(str(exc).split()) or "no message"
+            tried.append(f"{'torchvision download' if attempt_download else 'previous download'} into {root}: "
+                         f"{type(exc).__name__}: {why}")
             continue
         if use_cache:
             _save_cache(tv_cache, data)
         say(f"[helpers] {name}: {data.source}")
         return data
+    online = "connect to the internet and retry"
     if not download:
-        tried.append("torchvision download: not attempted (download=False)")
+        offline = os.environ.get("COURSE_OFFLINE", "0") not in ("", "0")
+        why = "COURSE_OFFLINE=1" if offline else "download=False"
+        tried.append(f"torchvision download: not attempted ({why})")
+        online = "unset COURSE_OFFLINE and retry online" if offline else "retry online with download=True"
     raise DataError(
         f"could not load {name}. Tried, in order:\n  - " + "\n  - ".join(tried) +
-        f"\nFix: connect to the internet and retry, or set {env_var} to an image-folder directory or "
+        f"\nFix: {online}, or set {env_var} to an image-folder directory or "
         f".tar.gz (<root>/train/<class>/<image>, <root>/test/<class>/<image>), or pass path=..., "
         f"or use load_dataset('synthetic') to work offline.")
 
@@ -213,7 +223,6 @@ def course_data(name: str = "cifar10", *, fallback: bool = True, verbose: bool =
     `COURSE_FAST=1` both splits shrink to a stratified subset (see REDUCED_PER_CLASS).
     """
     from .config import fast_mode
-    from .split import stratified_subset
     kwargs.setdefault("download", os.environ.get("COURSE_OFFLINE", "0") in ("", "0"))
     try:
         data = load_dataset(name, verbose=verbose, **kwargs)
@@ -225,17 +234,34 @@ def course_data(name: str = "cifar10", *, fallback: bool = True, verbose: bool =
                 f"(10 classes of shapes) instead. To use {name}, see the README's data section.")
         if n_classes != 10:
             note += f" Note: synthetic has 10 classes, {name} has {n_classes}."
-        if verbose:
-            print(f"[helpers] {note}\n[helpers] ({str(exc).splitlines()[0]})")
+        if verbose:  # the whole story: every source tried, why each failed, how to fix it
+            print(f"[helpers] {note}")
+            print("\n".join(f"[helpers]   {line}" for line in str(exc).splitlines()))
         data = load_dataset("synthetic", verbose=verbose)
         data.notes.append(note)
     if fast_mode():
-        per_train, per_test = REDUCED_PER_CLASS.get(data.name, (300, 100))
-        tr = stratified_subset(data.train_labels, per_train, seed=0)
-        te = stratified_subset(data.test_labels, per_test, seed=0)
-        data = ImageData(data.name, data.classes, data.train_images[tr], data.train_labels[tr],
-                         data.test_images[te], data.test_labels[te], source=data.source + " [reduced mode]",
-                         notes=data.notes + ["reduced mode (COURSE_FAST=1): a stratified subset"])
+        data = reduced(data, note="reduced mode (COURSE_FAST=1): a stratified subset", always=True)
         if verbose:
-            print(f"[helpers] reduced mode: {len(tr)} train / {len(te)} test images")
+            print(f"[helpers] reduced mode: {len(data.train_labels)} train / {len(data.test_labels)} test images")
     return data
+
+
+def reduced(data: ImageData, *, test: bool = True, note: str = "reduced mode: a stratified subset",
+            always: bool = False) -> ImageData:
+    """The reduced-mode subset of `data`: REDUCED_PER_CLASS images of every class, drawn stratified
+    (seed 0) from the training split and, with `test`, from the test split. Unless `always`, data
+    that is already that small (COURSE_FAST=1 made it so) comes back as it is."""
+    from .split import stratified_subset
+    per_train, per_test = REDUCED_PER_CLASS.get(data.name, (300, 100))
+
+    def small(labels, per_class):
+        return np.bincount(np.asarray(labels), minlength=1).max(initial=0) <= per_class
+
+    if not always and small(data.train_labels, per_train) and (not test or small(data.test_labels, per_test)):
+        return data
+    tr = stratified_subset(data.train_labels, per_train, seed=0)
+    te = stratified_subset(data.test_labels, per_test, seed=0) if test else np.arange(len(data.test_labels))
+    return ImageData(data.name, data.classes, data.train_images[tr], data.train_labels[tr],
+                     data.test_images[te], data.test_labels[te],
+                     source=data.source + ("" if data.source.endswith("[reduced mode]") else " [reduced mode]"),
+                     notes=data.notes + [note])

@@ -1,12 +1,24 @@
 """`python -m helpers demo`: the course's whole loop on the data this machine has.
 
 1. find the data (CIFAR-10 when present, otherwise the generated dataset, and say which);
-2. generate the release of every assignment with nbgrader, in a fresh course folder;
-3. create simulated students: a full solution, a blank one, a partly wrong one, and for the
-   challenge one whose checkpoint is missing and one whose checkpoint is hostile;
+2. generate the release of every assignment with nbgrader, in a fresh course folder, and release
+   it to the course's own exchange (`<out>/course/exchange`; $COURSE_EXCHANGE is never used here);
+3. simulated students, each with a home folder of their own (`<out>/students/<name>`, with
+   ~/.jupyter/nbgrader_config.py naming the course and the exchange): they `nbgrader list`,
+   `fetch_assignment`, do their work (a full solution, a blank one, a partly wrong one, and for the
+   challenge one whose checkpoint is missing, one whose checkpoint is hostile, one that monkeypatches
+   its kernel, one that attacks the grader) and `submit`; then `nbgrader collect`;
 4. autograde every assignment, then grade it outside the students' kernels with
    `python -m helpers grade` (the hidden tests in the trusted harness; for the challenge also
-   the models), export the grades, and print the gradebook with the path of the class histogram.
+   the models);
+5. `nbgrader generate_feedback` and `release_feedback`, and every student `fetch_feedback`;
+6. export the grades and print the gradebook with the path of the class histogram.
+
+Every nbgrader step is printed as the command line that does it (`$ ...` in the course folder,
+`[ada] $ ...` in ada's home). Instructor steps run through nbgrader's Python API, student steps
+through nbgrader's exchange classes (`helpers.grading.course.run_student`), in this process: the
+same code the commands run, without a nbgrader start-up per command (tests/test_exchange.py runs
+the commands themselves).
 
 It runs in reduced mode (COURSE_FAST=1) unless `--full` is given, so it takes minutes on a CPU.
 """
@@ -15,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shlex
 import shutil
 import time
 import warnings
@@ -64,39 +77,68 @@ def _run_notebook(nb, folder: Path, timeout: int = 900):
     return nb
 
 
-def submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[str]:
-    """Write the simulated students' submissions for one assignment; returns who submitted."""
+def class_work(root: Path, assignment: str, release_nb, source_nb, write) -> list[str]:
+    """Each simulated student's work on one assignment; returns who takes part.
+
+    `write(student, {name: notebook})` puts a student's notebook into that student's assignment
+    folder and returns the folder (their fetched copy in the demo, submitted/ in the tests). ada
+    runs the challenge notebook there before submitting (it trains and saves the checkpoint).
+    """
     import torch
 
     from .grading import hostile, simulate
     from .grading.challenge import CHECKPOINT_NAME
-    from .grading.course import submit
     name = f"{assignment}.ipynb"
     solved = simulate.solution(release_nb, source_nb)
-    wrong = simulate.WRONG_ANSWERS.get(assignment)
-    partly = simulate.with_answer(solved, wrong[0], wrong[1]) if wrong else solved
-    submit(root, "ada", assignment, {name: solved})
-    submit(root, "ben", assignment, {name: simulate.blank(release_nb)})
-    submit(root, "cy", assignment, {name: partly})
-    submit(root, "gus", assignment, {name: hostile.attacker(release_nb, source_nb, root)})
+    wrong = (simulate.WRONG_ANSWERS.get(assignment) or [None])[0]  # the first registered: one function wrong
+    partly = simulate.with_answer(solved, wrong.grade_id, wrong.source) if wrong else solved
+    folder = write("ada", {name: solved})
+    write("ben", {name: simulate.blank(release_nb)})
+    write("cy", {name: partly})
+    write("gus", {name: hostile.attacker(release_nb, source_nb, root)})
     if assignment != CHALLENGE:
         return ["ada", "ben", "cy", "gus"]
-    folder = root / "submitted" / "ada" / assignment
     print(f"ada runs the challenge notebook before submitting (trains and saves {CHECKPOINT_NAME})", flush=True)
     _run_notebook(simulate.solution(release_nb, source_nb), folder)
     last_code = [i for i in simulate.answer_ids(solved)
                  if solved.cells[simulate.cell_index(solved, i)].cell_type == "code"][-1]
     patched = simulate.with_answer(solved, last_code,
                                    solved.cells[simulate.cell_index(solved, last_code)].source + "\n" + MONKEYPATCH)
+    targets = {}
     for student in ("dee", "eve", "fay"):
-        target = submit(root, student, assignment, {name: patched if student == "fay" else solved})
+        targets[student] = target = write(student, {name: patched if student == "fay" else solved})
         for extra in folder.glob("*.pt"):
             if student == "fay" or (student == "eve" and extra.name != CHECKPOINT_NAME):
                 shutil.copy2(extra, target / extra.name)
     good = torch.load(folder / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     good["payload"] = HostilePayload(root / "HOSTILE_PAYLOAD_RAN")
-    torch.save(good, root / "submitted" / "eve" / assignment / CHECKPOINT_NAME)
+    torch.save(good, targets["eve"] / CHECKPOINT_NAME)
     return list(STUDENTS)
+
+
+def submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[str]:
+    """The simulated students' submissions for one assignment, written straight into
+    submitted/<student>/<assignment>/ (as `nbgrader collect` leaves them); returns who submitted."""
+    from .grading.course import submit
+    return class_work(root, assignment, release_nb, source_nb,
+                      lambda student, notebooks: submit(root, student, assignment, notebooks))
+
+
+def _write_work(folder: Path, notebooks: dict) -> Path:
+    """A student's notebooks saved over their fetched copies in `folder`."""
+    import nbformat
+
+    from .atomic import atomic_write
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, nb in notebooks.items():
+        with atomic_write(folder / name, "w") as f:
+            nbformat.write(nb, f)
+    return folder
+
+
+def _shell(command: list[str], student: str | None = None) -> None:
+    """Print a command as the shell line that runs it (in the course folder, or in a student's home)."""
+    print(f"  {f'[{student}] ' if student else ''}$ {shlex.join(command)}", flush=True)
 
 
 def _print_gradebook(csv_path: Path, assignments: list[str]) -> None:
@@ -152,29 +194,60 @@ def run(args: argparse.Namespace) -> int:
     print(f"sample grid: {grid}\nthis demo uses: {data.name}")
     assignments = args.assignments or course.assignments()
     out = Path(args.out).resolve()
-    root = out / "course"
-    if root.exists():
-        shutil.rmtree(root)
+    root, homes = out / "course", out / "students"
+    for folder in (root, homes):
+        if folder.exists():
+            shutil.rmtree(folder)
     course.make_course_dir(root, assignments)
+    exchange = root / "exchange"
+    if os.environ.pop(course.EXCHANGE_ENV, None):  # never release the demo to a real class
+        print(f"(${course.EXCHANGE_ENV} is ignored: the demo uses an exchange of its own)")
+    cid = course.course_id(root)
 
-    _say(f"release: nbgrader generate_assignment for {', '.join(assignments)}")
+    _say(f"release: nbgrader generate_assignment and release_assignment (exchange: {exchange})")
     for a in assignments:
+        _shell(["nbgrader", "generate_assignment", a, "--force"])
         course.generate_release(root, a)
+        _shell(["nbgrader", "release_assignment", a, "--force"])
+        course.release_assignment(root, a, exchange)
 
-    _say("simulated students")
+    _say(f"simulated students, each in a home of their own under {homes}")
     for student, what in STUDENTS.items():
         print(f"  {student:<5} {what}")
+        course.student_config(homes / student, exchange, cid)
+    print(f"each has ~/.jupyter/nbgrader_config.py naming the course ({cid}) and the exchange; `[ada] $ ...` is a "
+          f"command run in {homes / 'ada'} with HOME set to it (--student because they share one OS user here)")
+    _shell(course.student_command("list"), "ada")
+    print(f"  released: {', '.join(course.released(homes / 'ada'))}")
+
     graded = {}
     for a in assignments:
+        _say(f"{a}: students fetch, work and submit; the TA collects")
         release_nb = simulate.read(root / "release" / a / f"{a}.ipynb")
         source_nb = simulate.read(root / "source" / a / f"{a}.ipynb")
-        graded[a] = submit_class(root, a, release_nb, source_nb)
+        fetched = set()
+
+        def fetch_and_write(student, notebooks, a=a, fetched=fetched):
+            if student not in fetched:
+                _shell(course.student_command("fetch_assignment", a), student)
+                course.run_student(homes / student, "fetch_assignment", a)
+                fetched.add(student)
+            return _write_work(homes / student / a, notebooks)
+
+        takers = class_work(root, a, release_nb, source_nb, fetch_and_write)
+        for student in takers:
+            _shell(course.student_command("submit", a, student), student)
+            course.run_student(homes / student, "submit", a, student)
+        _shell(["nbgrader", "collect", a, "--update", "--ExchangeCollect.check_owner=False"])
+        graded[a] = course.collect(root, a, exchange, check_owner=False)
+        print(f"  submitted/: {', '.join(graded[a])}")
 
     from .grading.hostile import course_fingerprint
-    guarded = [PROJECT_ROOT / "helpers", root / "nbgrader_config.py", root / "source", root / "submitted"]
+    guarded = [PROJECT_ROOT / "helpers", root / "nbgrader_config.py", root / "source", root / "submitted", exchange]
     before = course_fingerprint(guarded)
     for a in assignments:
         _say(f"nbgrader autograde {a} in the sandbox ({', '.join(graded[a])})")
+        _shell(["nbgrader", "autograde", a, "--force"])
         t0 = time.perf_counter()
         result = course.autograde(root, a, graded[a], strict=False)
         status = "ok" if result.get("success") else "finished with failures (see the autograded notebooks)"
@@ -200,6 +273,20 @@ def run(args: argparse.Namespace) -> int:
         ran = (root / "HOSTILE_PAYLOAD_RAN").exists()
         print(f"hostile checkpoint: its payload {'RAN (this is a bug)' if ran else 'never ran'}")
 
+    _say("feedback: generate_feedback and release_feedback; every student fetches theirs")
+    fetched_feedback = []
+    for a in assignments:
+        _shell(["nbgrader", "generate_feedback", a, "--force"])
+        course.generate_feedback(root, a)
+        _shell(["nbgrader", "release_feedback", a])
+        course.release_feedback(root, a, exchange)
+        for student in graded[a]:
+            _shell(course.student_command("fetch_feedback", a), student)
+            course.run_student(homes / student, "fetch_feedback", a)
+            fetched_feedback += sorted((homes / student / a / "feedback").glob("*/*.html"))
+    print(f"feedback fetched: {len(fetched_feedback)} pages in the students' homes"
+          + (f", e.g. {fetched_feedback[0]}" if fetched_feedback else ""))
+
     _say("nbgrader export")
     reports.mkdir(parents=True, exist_ok=True)
     grades = course.export_grades(root, reports / "grades.csv")
@@ -210,6 +297,6 @@ def run(args: argparse.Namespace) -> int:
     histogram = reports / f"grades-{CHALLENGE}.png"
     if histogram.exists():
         print(f"histogram of the class: {histogram}")
-    print(f"course folder: {root}")
+    print(f"course folder: {root}\nstudents' homes: {homes}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s on {data.name}")
     return 0

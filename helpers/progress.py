@@ -1,9 +1,12 @@
-"""What `fit` shows while it trains: a tqdm bar over all steps, one line per epoch, live curves.
+"""What `fit` shows while it trains: a progress bar over all steps, one line per epoch, live curves.
 
 The bar counts steps on the host only (no GPU synchronization); its loss/accuracy figures change
-once per epoch, when `fit` reads them anyway. `tqdm.auto` draws a widget in Jupyter and text in
-a terminal. The live plot (notebooks only) redraws `helpers.plots.plot_history` in one display
-slot that is updated in place, so the progress bar above it stays.
+once per epoch, when `fit` reads them anyway. In a terminal the bar is tqdm's text bar and the
+epoch lines are printed below it. In a notebook every part lives in its own display slot, made in
+this order and then updated in place, so the output reads top to bottom however many epochs run:
+the bar (an ipywidgets bar while it runs, replaced by its final text line when it closes, so a
+reopened notebook, whose widget state is gone, still shows it), the epoch lines (one text block),
+the live curves (`helpers.plots.plot_history`).
 """
 from __future__ import annotations
 
@@ -27,20 +30,45 @@ def format_epoch(row: dict, epochs: int) -> str:
     return text + f"  lr {row['lr']:.4g}  {row['seconds']:.1f} s  {row['images_per_s']:,.0f} img/s"
 
 
+def _text(lines) -> dict:
+    """A display bundle of plain text only: it renders and saves as text, with no widget behind it."""
+    return {"text/plain": "\n".join(lines)}
+
+
+def _widget_bar(total_steps: int, initial: int):
+    """(tqdm notebook bar, its display handle), or None without ipywidgets (then a text bar is used)."""
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython.display import display
+        from tqdm.notebook import tqdm as notebook_tqdm
+    except ImportError:
+        return None
+    bar = notebook_tqdm(total=total_steps, initial=initial, unit="step", desc="training", display=False)
+    return bar, display(bar.container, display_id=True)
+
+
 class Progress:
-    """Progress display for `fit`: `step()` per batch, `epoch_end(row, history)` per epoch."""
+    """Progress display for `fit`: `step()` per batch, `epoch_end(row, history)` per epoch, `close()`."""
 
     def __init__(self, total_steps: int, epochs: int, *, enabled: bool = True, live_plot: bool = False,
                  initial: int = 0):
         self.epochs = epochs
         self.enabled = enabled
         self.bar = None
+        self.lines: list[str] = []
+        self._bar_handle = None
+        self._lines_handle = None
         self._plot_handle = None
-        self.live_plot = live_plot and _in_notebook()
+        self.notebook = _in_notebook()
+        self.live_plot = live_plot and self.notebook
         if enabled:
-            from tqdm.auto import tqdm
-            self.bar = tqdm(total=total_steps, initial=initial, unit="step", dynamic_ncols=True,
-                            desc="training")
+            made = _widget_bar(total_steps, initial) if self.notebook else None
+            if made is not None:
+                self.bar, self._bar_handle = made
+            else:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total_steps, initial=initial, unit="step", dynamic_ncols=True,
+                                desc="training")
 
     def start_epoch(self, epoch: int) -> None:
         """Show which epoch the coming steps belong to (1-based)."""
@@ -53,14 +81,14 @@ class Progress:
             self.bar.update(n)
 
     def epoch_end(self, row: dict, history) -> None:
-        """Show the epoch's figures on the bar, print them as a line, redraw the live curves."""
+        """Show the epoch's figures on the bar, add them as a line, redraw the live curves."""
         if self.bar is not None:
             postfix = {"loss": f"{row['train_loss']:.3f}", "acc": f"{row['train_acc']:.3f}"}
             if row.get("val_acc") is not None:
                 postfix["val_acc"] = f"{row['val_acc']:.3f}"
             postfix.update(lr=f"{row['lr']:.3g}", img_s=f"{row['images_per_s']:,.0f}")
             self.bar.set_postfix(postfix)
-            self.bar.write(format_epoch(row, self.epochs))
+        self.message(format_epoch(row, self.epochs))
         if self.live_plot:
             self._draw(history)
 
@@ -77,13 +105,38 @@ class Progress:
         plt.close(fig)  # the displayed image stays; the figure object is freed
 
     def message(self, text: str) -> None:
-        """Print a line without breaking the bar (when the display is on)."""
-        if self.enabled:
-            if self.bar is not None:
-                self.bar.write(text)
+        """Add a line (when the display is on): in a notebook to the one text block of epoch lines
+        (so lines stay in order above the live curves), elsewhere printed without breaking the bar."""
+        if not self.enabled:
+            return
+        self.lines.append(text)
+        if self.notebook:
+            from IPython.display import display
+            if self._lines_handle is None:
+                self._lines_handle = display(_text(self.lines), raw=True, display_id=True)
             else:
-                print(text)
+                self._lines_handle.update(_text(self.lines), raw=True)
+        elif self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        """Close the bar; in a notebook replace its widget by the bar's last state as text."""
+        if self.bar is None:
+            return
+        bar, self.bar = self.bar, None
+        bar.close()
+        if self._bar_handle is not None:
+            self._bar_handle.update(_text([bar_text(bar)]), raw=True)
+            container = getattr(bar, "container", None)
+            if container is not None:  # free the widget models: nothing shows them any more
+                for widget in (*container.children, container):
+                    widget.close()
+
+
+def bar_text(bar) -> str:
+    """A tqdm bar's current state as one line of text ('epoch 3/3: 100%|██████████| 72/72 [...]')."""
+    state = dict(bar.format_dict)
+    state["ncols"] = None  # no terminal width: the bar's default width
+    return bar.format_meter(**state)

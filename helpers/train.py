@@ -190,6 +190,9 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, optimizer="sgd", lr: 
     best epoch's weights are put back; `ema`: decay of a weight average that is evaluated and
     kept; `amp`: None = bf16 (else fp16) autocast on CUDA, off on CPU; `checkpoint`: path written
     after every epoch; `resume`: such a path, to continue exactly where it stopped.
+    `seed` seeds everything random from here on (data order, augmentation, MixUp, dropout); the
+    initial weights were drawn when the model was built, so for a rerun to give the same numbers,
+    build it after `seed_everything(seed)` too (as the notebooks and `python -m helpers train` do).
     Afterwards `model` holds the evaluated weights (the EMA or the best epoch's when those are on).
     """
     if epochs < 1:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_json
-from .config import PROJECT_ROOT, fast_mode
+from .config import PROJECT_ROOT, fast_mode, seed_everything
 
 # Per-model defaults where the general ones are not good. FastNet's are an airbench-style recipe
 # (arXiv 2404.00498) restated for a mean loss: large batch, high lr with BatchNorm biases 64x faster,
@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         data = ImageData(data.name, data.classes, data.train_images[keep], data.train_labels[keep],
                          data.test_images[test], data.test_labels[test], source=data.source, notes=data.notes)
     kwargs = {"num_classes": data.num_classes, **dict(args.model_arg)}
+    seed_everything(args.seed)  # the initial weights come from --seed too: the same seed, the same run
     try:
         model = build_model(args.model, **kwargs)
     except (ValueError, TypeError) as exc:

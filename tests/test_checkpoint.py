@@ -172,3 +172,29 @@ def test_compiled_or_wrapped_names_are_accepted(saved, model):
     ckpt["state_dict"] = {"_orig_mod." + k: v for k, v in ckpt["state_dict"].items()}
     rebuilt = rebuild_model(ckpt)
     assert torch.equal(rebuilt.classifier[-1].weight, model.classifier[-1].weight)
+
+
+def test_recipe_and_training_data_are_recorded(tmp_path, model):
+    import numpy as np
+
+    from helpers.checkpoint import dataset_fingerprint, split_digest
+    from helpers.data import ImageData
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 10
+    data = ImageData("synthetic", [str(i) for i in range(10)], images, labels, images[:4], labels[:4],
+                     source="generated [reduced mode]")
+    record = dataset_fingerprint(data)
+    assert record == {"name": "synthetic", "sha256": split_digest(images, labels), "images": 20, "reduced": True}
+    relabelled = labels.copy()
+    relabelled[0] = 9
+    changed = images.copy()
+    changed[0, 0, 0, 0] ^= 1
+    digests = {split_digest(images, labels), split_digest(images, relabelled), split_digest(changed, labels),
+               split_digest(images[:10], labels[:10])}
+    assert len(digests) == 4  # one changed label, one changed pixel value, a subset: each another digest
+    assert split_digest(images, labels.astype(np.int32)) == record["sha256"]  # the label dtype does not matter
+    recipe = {"model": {"name": "fiveconv_bn", "kwargs": {}}, "epochs": 2, "sizes": (1, 2)}
+    path = save_checkpoint(tmp_path / "r.pt", model, recipe=recipe, dataset=record)
+    raw = torch.load(path, weights_only=True)
+    assert raw["recipe"]["epochs"] == 2 and raw["dataset"] == record
+    assert load_checkpoint(save_checkpoint(tmp_path / "old.pt", model))["recipe"] is None  # optional fields

@@ -155,8 +155,16 @@ def test_synthetic_is_deterministic_and_cifar_shaped(tmp_path):
     assert a.num_classes == 10 and np.bincount(a.train_labels).min() == 50
 
 
-def test_course_data_falls_back_and_reduces(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    """A data folder holding the generated dataset's cache (what course_data falls back to), made once."""
+    root = tmp_path_factory.mktemp("data")
+    load_dataset("synthetic", root=root)
+    return root
+
+
+def test_course_data_falls_back_and_reduces(synthetic_root, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(synthetic_root))
     monkeypatch.delenv("COURSE_CIFAR10", raising=False)
     monkeypatch.setenv("COURSE_FAST", "1")
     data = course_data("cifar10", download=False, verbose=False)
@@ -164,6 +172,35 @@ def test_course_data_falls_back_and_reduces(tmp_path, monkeypatch):
     assert np.bincount(data.train_labels).tolist() == [300] * 10
     with pytest.raises(DataError):
         course_data("cifar10", download=False, verbose=False, fallback=False)
+
+
+def test_course_data_says_everything_it_tried(synthetic_root, monkeypatch, capsys):
+    """The fallback note is followed by the whole list of sources tried and why each failed."""
+    monkeypatch.setenv("COURSE_DATA_DIR", str(synthetic_root))
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.delenv("COURSE_CIFAR10", raising=False)
+    monkeypatch.delenv("COURSE_FAST", raising=False)
+    data = course_data("cifar10")
+    out = capsys.readouterr().out.splitlines()
+    assert data.name == "synthetic"
+    start = next(i for i, line in enumerate(out) if "Tried, in order:" in line)
+    tried = [line for line in out[start + 1:] if line.startswith("[helpers]     - ")]
+    assert [t.split("- ", 1)[1].split(":")[0] for t in tried] == ["$COURSE_CIFAR10", "previous download",
+                                                                  "torchvision download"]
+    assert "not set" in tried[0] and str(synthetic_root) in tried[1] and "COURSE_OFFLINE=1" in tried[2]
+    assert any(line.startswith("[helpers]   Fix: unset COURSE_OFFLINE") for line in out)
+
+
+def test_reduced_keeps_a_stratified_subset_once(synthetic_root):
+    from helpers.data import REDUCED_PER_CLASS, reduced
+    data = load_dataset("synthetic", root=synthetic_root)  # 1,000 + 200 images per class
+    per_train, per_test = REDUCED_PER_CLASS["synthetic"]
+    small = reduced(data, test=False)
+    assert np.bincount(small.train_labels).tolist() == [per_train] * 10
+    assert len(small.test_labels) == len(data.test_labels) and "[reduced mode]" in small.source  # test: whole
+    assert reduced(small, test=False) is small  # already reduced (as COURSE_FAST=1 makes it): unchanged
+    both = reduced(data)
+    assert np.bincount(both.test_labels).tolist() == [per_test] * 10
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -1,4 +1,5 @@
-"""`make demo` runs `python -m helpers demo`: the course loop, offline, on a fresh data folder."""
+"""`make demo` runs `python -m helpers demo`: the course loop, offline, on a fresh data folder, with the
+students going through nbgrader's exchange (the commands themselves are run in test_exchange.py)."""
 import os
 import re
 import subprocess
@@ -15,10 +16,10 @@ def test_make_demo_calls_the_demo_command():
 
 
 def test_demo_runs_the_course_loop_offline(tmp_path):
-    """One assignment through release, simulated students, autograde and export (the rest is
-    covered assignment by assignment in test_roundtrip.py and test_simulated_class.py)."""
+    """One assignment through release, the exchange, simulated students, autograde, feedback and export
+    (the rest is covered assignment by assignment in test_roundtrip.py and test_simulated_class.py)."""
     env = dict(os.environ, COURSE_DATA_DIR=str(tmp_path / "data"), COURSE_OFFLINE="1", COURSE_FAST="1",
-               MPLBACKEND="Agg")
+               MPLBACKEND="Agg", COURSE_EXCHANGE=str(tmp_path / "a-real-class"))  # must not be used
     env.pop("COURSE_CIFAR10", None)
     out = subprocess.run([sys.executable, "-m", "helpers", "demo", "--assignments", "01_data",
                           "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -31,3 +32,30 @@ def test_demo_runs_the_course_loop_offline(tmp_path):
     assert table == {"ada": "10/14", "ben": "0/14", "cy": "8/14", "gus": "0/14"}, out.stdout[-2000:]
     assert "runs sandboxed by" in out.stdout and "nothing outside his sandbox changed" in out.stdout
     assert (tmp_path / "out" / "reports" / "grades.csv").is_file()
+
+    # the students' path through nbgrader's exchange, each command printed as its shell line
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    for line in ["$ nbgrader generate_assignment 01_data --force", "$ nbgrader release_assignment 01_data --force",
+                 "[ada] $ nbgrader list", "released: 01_data",
+                 "$ nbgrader collect 01_data --update --ExchangeCollect.check_owner=False",
+                 "submitted/: ada, ben, cy, gus", "$ nbgrader autograde 01_data --force",
+                 "$ nbgrader generate_feedback 01_data --force", "$ nbgrader release_feedback 01_data"]:
+        assert line in lines, f"{line!r} not printed"
+    for student in ("ada", "ben", "cy", "gus"):
+        for line in (f"[{student}] $ nbgrader fetch_assignment 01_data",
+                     f"[{student}] $ nbgrader submit 01_data --student {student}",
+                     f"[{student}] $ nbgrader fetch_feedback 01_data"):
+            assert line in lines, f"{line!r} not printed"
+    assert lines.index("[ada] $ nbgrader fetch_assignment 01_data") < lines.index(
+        "[ada] $ nbgrader submit 01_data --student ada") < lines.index("$ nbgrader collect 01_data --update "
+                                                                      "--ExchangeCollect.check_owner=False")
+    homes = tmp_path / "out" / "students"
+    exchange = tmp_path / "out" / "course" / "exchange" / "cifar10-course"
+    assert sorted(p.name for p in (exchange / "outbound").iterdir()) == ["01_data"]
+    assert not (tmp_path / "a-real-class").exists()  # $COURSE_EXCHANGE is never the demo's
+    for student in ("ada", "ben", "cy", "gus"):
+        assert (homes / student / ".jupyter" / "nbgrader_config.py").is_file()
+        assert (tmp_path / "out" / "course" / "submitted" / student / "01_data" / "submission_secret.txt").is_file()
+        pages = list((homes / student / "01_data" / "feedback").glob("*/01_data.html"))
+        assert len(pages) == 1, f"{student} fetched no feedback"
+    assert "feedback fetched: 4 pages" in out.stdout

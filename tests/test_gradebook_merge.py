@@ -159,11 +159,15 @@ def test_grade_command_after_a_real_autograde(course_root, capsys, monkeypatch, 
     hostile.cells[0].source = HOSTILE_ANSWER
     for student, nb in (("good", solved), ("hostile", hostile), ("missing", release)):
         folder = course.submit(root, student, A, {A: nb})
+    from helpers.data import course_data
+    with pytest.MonkeyPatch.context() as mp:  # the data the grader scores with below: reduced-mode synthetic
+        mp.setenv("COURSE_FAST", "1")
+        trained_on = course_data("synthetic", verbose=False)
     for seed, student in enumerate(("good", "hostile")):  # different models: identical files would be reported
         torch.manual_seed(seed)
         model = build_model("mlp", num_classes=10, hidden=(32,))
         save_challenge_checkpoint(root / "submitted" / student / A / CHECKPOINT_NAME, model, history=[],
-                                  mean=[0.5] * 3, std=[0.25] * 3, dataset="synthetic")
+                                  mean=[0.5] * 3, std=[0.25] * 3, dataset=trained_on)
     (root / "submitted" / "hostile" / A / "torch.py").write_text("raise SystemExit\n")
     (root / "submitted" / "hostile" / A / CIFAR100_CHECKPOINT_NAME).symlink_to(
         root / "submitted" / "good" / A / CHECKPOINT_NAME)  # someone else's file: refused in the worker

@@ -15,6 +15,14 @@ COVERED = {
     "make test": (".ci/run", "make test"),
     "make lab": ("tests/test_readme.py", "lab:"),
     "make release": ("tests/test_readme.py", "helpers.grading.course release"),
+    "make student-bundle": ("tests/test_student_bundle.py", "course.build_bundle("),
+    "nbgrader release_assignment 01_data": ("tests/test_exchange.py", '"release_assignment", TINY'),
+    "nbgrader list": ("tests/test_exchange.py", '[NBGRADER, "list"]'),
+    "nbgrader fetch_assignment 01_data": ("tests/test_exchange.py", '"fetch_assignment", TINY'),
+    "nbgrader submit 01_data": ("tests/test_exchange.py", '"submit", TINY'),
+    "nbgrader fetch_feedback 01_data": ("tests/test_exchange.py", '"fetch_feedback", TINY'),
+    "nbgrader collect 06_challenge": ("tests/test_exchange.py", '"collect", TINY'),
+    "nbgrader release_feedback 06_challenge": ("tests/test_exchange.py", '"release_feedback", TINY'),
     "make check-release": ("tests/test_release.py", "release_differences"),
     "source .venv/bin/activate": ("tests/test_ta_workflow.py", "PATH"),
     "nbgrader autograde 06_challenge": ("tests/test_ta_workflow.py", '"nbgrader", "autograde", A'),
@@ -46,10 +54,20 @@ def test_every_readme_command_is_covered():
 
 def test_make_targets_exist():
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("demo", "test", "lab", "release", "check-release"):
+    for target in ("demo", "test", "lab", "release", "check-release", "student-bundle"):
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"Makefile has no target {target}"
     assert "-m helpers.grading.course release" in makefile and "-m helpers.grading.course check" in makefile
+    assert "-m helpers.grading.course bundle" in makefile
     assert "jupyter lab release/" in makefile
+
+
+def test_make_lab_runs_as_root():
+    """JupyterLab refuses root without --allow-root; `make lab` adds it for root only."""
+    dry = subprocess.run(["make", "-n", "-o", ".venv/.installed", "lab"], cwd=ROOT, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    command = [line for line in dry.stdout.splitlines() if "jupyter lab release/" in line]
+    assert len(command) == 1, dry.stdout
+    assert ("--allow-root" in command[0]) == (os.getuid() == 0), command[0]
 
 
 @pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith(TRAIN_PREFIX)])

@@ -109,11 +109,12 @@ def test_release_answers_are_stubs_and_tests_are_visible_only(path):
 
 @pytest.mark.parametrize("name", sorted(simulate.WRONG_ANSWERS))
 def test_wrong_answers_registry_points_at_answer_cells(name):
-    grade_id, code, lost = simulate.WRONG_ANSWERS[name]
     nbs = [simulate.read(p) for p in (PROJECT_ROOT / "source" / name).glob("*.ipynb")]
-    assert any(grade_id in dict(simulate.blocks(nb)) for nb in nbs), \
-        f"WRONG_ANSWERS[{name!r}] names {grade_id!r}, which is not a <function>-answer cell with tests there"
-    assert code.strip() and lost > 0
+    assert simulate.WRONG_ANSWERS[name], f"WRONG_ANSWERS[{name!r}] is empty"
+    for wrong in simulate.WRONG_ANSWERS[name]:
+        assert any(wrong.grade_id in dict(simulate.blocks(nb)) for nb in nbs), \
+            f"WRONG_ANSWERS[{name!r}] names {wrong.grade_id!r}, which is not a <function>-answer cell with tests there"
+        assert wrong.source.strip() and wrong.points > 0 and wrong.why.strip()
 
 
 # ----------------------------------------------------------------------------- nbgrader_config.py

@@ -1,11 +1,14 @@
 """The whole nbgrader round trip, for every assignment with an entry in WRONG_ANSWERS.
 
 In a temporary course folder, with reduced mode and the generated dataset: generate the release,
-validate the source (passes) and the release (fails), then autograde three simulated students in
+validate the source (passes) and the release (fails), then autograde the simulated students in
 one run and grade their blocks with the hidden tests (the trusted harness): "solution" scores full
-marks, "blank" scores zero, and "tampered" loses exactly the points of its one wrong answer
-(which only the hidden tests catch) although it also deletes, edits and skip-tags test cells and
-hangs in an answer cell. Then feedback (no hidden test reaches it) and the CSV export.
+marks, "blank" scores zero, "tampered" loses exactly the points of the assignment's first wrong
+answer (which only the hidden tests catch) although it also deletes, edits and skip-tags test cells
+and hangs in an answer cell, and "wrong1", "wrong2", ... (simulate.wrong_students: the other
+registered wrong answers, at most one per block in each student) lose exactly the points of each
+of their wrong answers' blocks and nothing else. Then feedback (no hidden test reaches it) and the
+CSV export.
 """
 import csv
 import html
@@ -25,6 +28,8 @@ pytestmark = [
 
 ASSIGNMENTS = [a for a in course.assignments() if a in simulate.WRONG_ANSWERS]
 STUDENTS = ("solution", "blank", "tampered")
+
+
 def _notebooks(folder: Path) -> dict:
     return {p.stem: simulate.read(p) for p in sorted(folder.glob("*.ipynb"))}
 
@@ -33,7 +38,9 @@ def _notebooks(folder: Path) -> dict:
 def graded(request, kernel_env, tmp_path_factory):
     """One assignment taken through release, validation, submission and a single autograde run."""
     name = request.param
-    wrong_id = simulate.WRONG_ANSWERS[name][0]
+    wrong_id = simulate.WRONG_ANSWERS[name][0].grade_id
+    wrong_groups = {f"wrong{i}": group for i, group in enumerate(simulate.wrong_students(name), 1)}
+    students = [*STUDENTS, *wrong_groups]
     timings = {}
     t0 = time.perf_counter()
     root = course.make_course_dir(tmp_path_factory.mktemp(f"course-{name}"), [name])
@@ -55,7 +62,7 @@ def graded(request, kernel_env, tmp_path_factory):
     timings["validate"] = time.perf_counter() - t0
 
     plans = {}
-    submissions = {"solution": {}, "blank": {}, "tampered": {}}
+    submissions = {student: {} for student in students}
     for nb in releases:
         submissions["solution"][nb] = simulate.solution(releases[nb], sources[nb])
         submissions["blank"][nb] = simulate.blank(releases[nb])
@@ -63,6 +70,8 @@ def graded(request, kernel_env, tmp_path_factory):
             submissions["tampered"][nb], plans[nb] = simulate.tampered(releases[nb], sources[nb], name)
         else:
             submissions["tampered"][nb] = submissions["solution"][nb]
+        for student, group in wrong_groups.items():
+            submissions[student][nb] = simulate.with_wrong_answers(releases[nb], sources[nb], group)
     assert len(plans) == 1, f"{name}: {wrong_id!r} must be the grade_id of an answer cell in one notebook"
     for student, nbs in submissions.items():
         folder = course.submit(root, student, name, nbs)
@@ -70,16 +79,18 @@ def graded(request, kernel_env, tmp_path_factory):
             simulate.write_work_files(name, folder)
 
     t0 = time.perf_counter()
-    course.autograde(root, name, list(STUDENTS))
+    course.autograde(root, name, students)
     timings["autograde"] = time.perf_counter() - t0
-    in_kernel = {s: course.read_grades(root, name, s) for s in STUDENTS}
+    in_kernel = {s: course.read_grades(root, name, s) for s in students}
     t0 = time.perf_counter()
-    harness = course.grade_blocks(root, name, list(STUDENTS), jobs=2)
+    harness = course.grade_blocks(root, name, students, jobs=2)
     timings["harness"] = time.perf_counter() - t0
-    grades = {s: course.read_grades(root, name, s) for s in STUDENTS}
-    print(f"\n{name} round trip timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    grades = {s: course.read_grades(root, name, s) for s in students}
+    print(f"\n{name} round trip timings (s), {len(students)} students: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return {"name": name, "root": root, "sources": sources, "validation": validation, "plans": plans,
-            "grades": grades, "in_kernel": in_kernel, "harness": harness, "timings": timings}
+            "students": students, "wrong_groups": wrong_groups, "grades": grades, "in_kernel": in_kernel,
+            "harness": harness, "timings": timings}
 
 
 def _auto_ids(graded) -> list[str]:
@@ -142,6 +153,28 @@ def test_harness_result_stands_and_disagreements_are_listed(graded):
     assert all(r["status"] != "error" for r in graded["harness"]["rows"]), graded["harness"]["rows"]
 
 
+def test_each_wrong_answer_loses_exactly_its_points(graded):
+    """Every other registered wrong answer (in the "wrongN" students) costs exactly its block's points,
+    decided by the hidden tests, and nothing else of that student's autograded cells loses a point."""
+    ids = _auto_ids(graded)
+    for student, group in graded["wrong_groups"].items():
+        grades = graded["grades"][student]
+        wrong_tests = {w.tests_id: w for w in group}
+        assert len(wrong_tests) == len(group), f"{student} holds two wrong answers of one block: {group}"
+        for gid in ids:
+            got, full = grades[gid]
+            if gid in wrong_tests:
+                w = wrong_tests[gid]
+                assert full - got == pytest.approx(w.points), \
+                    f"{student}: the wrong {w.grade_id} ({w.why}) lost {full - got} points in {gid}, expected " \
+                    f"{w.points}: {got}/{full}"
+            else:
+                assert got == full, f"{student}: {gid} lost points although its answer is the solution: {got}/{full}"
+        rows = {r["cell"]: r for r in graded["harness"]["rows"] if r["student"] == student}
+        for gid, w in wrong_tests.items():
+            assert rows[gid]["status"] == "zero", f"{student}: the hidden tests did not decide {gid}: {rows[gid]}"
+
+
 def test_tampered_notebook_was_repaired_and_timed_out(graded):
     (nb, plan), = graded["plans"].items()
     source = graded["sources"][nb]
@@ -194,7 +227,7 @@ def test_feedback_hides_hidden_tests_and_export_works(graded, tmp_path):
             text = path.read_text(encoding="utf-8")
             assert not [ln for ln in hidden if ln in text], f"{path} holds hidden test lines"
     for nb in graded["sources"]:
-        for student in STUDENTS:
+        for student in graded["students"]:
             page = feedback / student / name / f"{nb}.html"
             text = _html_text(page)
             assert "def " in text, f"{page} shows no code"
@@ -206,7 +239,35 @@ def test_feedback_hides_hidden_tests_and_export_works(graded, tmp_path):
 
     dest = course.export_grades(root, tmp_path / "grades.csv")
     rows = {r["student_id"]: r for r in csv.DictReader(dest.open()) if r["assignment"] == name}
-    assert set(rows) == set(STUDENTS)
+    assert set(rows) == set(graded["students"])
     total = sum(graded["grades"]["solution"][g][1] for g in _auto_ids(graded))
     assert float(rows["solution"]["score"]) == pytest.approx(total)
     assert float(rows["blank"]["score"]) == 0
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_wrong_answer_registry(name):
+    """Without a round trip: every registered wrong answer names an answer cell with a tests cell in the
+    source, loses all of that cell's points (blocks are all or nothing), says why it is wrong and shares
+    no line with the hidden tests, and the packing puts at most one wrong answer per block into each
+    simulated student."""
+    from helpers.config import PROJECT_ROOT
+    nbs = [simulate.read(p) for p in sorted((PROJECT_ROOT / "source" / name).glob("*.ipynb"))]
+    points = {}
+    for nb in nbs:
+        for _, tests_id in simulate.blocks(nb):
+            points[tests_id] = float(nb.cells[simulate.cell_index(nb, tests_id)].metadata["nbgrader"]["points"])
+    hidden = _hidden_lines(name, dict(enumerate(nbs)))
+    for w in simulate.WRONG_ANSWERS[name]:
+        assert w.tests_id in points, f"{name}: {w.grade_id} is not a <function>-answer cell with a tests cell"
+        assert w.points == points[w.tests_id], \
+            f"{name}: {w.grade_id} must lose all {points[w.tests_id]} points of {w.tests_id}, registered {w.points}"
+        assert w.source.strip() and w.why.strip()
+        shared = [ln for ln in hidden if ln in w.source]
+        assert not shared, f"{name}: {w.grade_id}'s wrong answer holds hidden test lines (the feedback check would " \
+                           f"take them for a leak): {shared}"
+    packed = simulate.wrong_students(name)
+    rest, flat = simulate.WRONG_ANSWERS[name][1:], [w for group in packed for w in group]
+    assert sorted(flat, key=rest.index) == rest, f"{name}: not every wrong answer after the first is in one student"
+    for group in packed:
+        assert len({w.grade_id for w in group}) == len(group), f"{name}: one student holds two wrong answers of a block"

@@ -45,13 +45,20 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
+def graded_data():
+    """The data the grader scores 'synthetic' on here (reduced mode): a model must record training on it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_FAST", "1")
+        return course_data("synthetic", verbose=False)
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """One good checkpoint and the hostile ones, each in its own file."""
     d = tmp_path_factory.mktemp("ckpts")
     model = small_mlp()
     good = save_challenge_checkpoint(d / "good.pt", model, history=[{"epoch": 1, "val_acc": 0.1}],
-                                     mean=MEAN, std=STD, dataset="synthetic")
+                                     mean=MEAN, std=STD, dataset=graded_data())
     raw = good.read_bytes()
     (d / "truncated.pt").write_bytes(raw[: len(raw) // 2])
     marker = d / "PAYLOAD_RAN"
@@ -175,7 +182,10 @@ def test_worker_prints_only_json_on_stdout(files, tmp_path, capsys):
     assert score_worker.main(args) == 0
     nan, good = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert nan["status"] == "zero" and "NaN" in nan["reason"] and nan["n"] == 0
-    assert good["status"] == "ok" and good["n"] == 50 and set(good) == {"status", "reason", "model", "n", "pred"}
+    assert good["status"] == "ok" and good["n"] == 50
+    assert set(good) == {"status", "reason", "model", "n", "pred", "fingerprint", "trained_on"}
+    assert good["fingerprint"] == [["linear", 32], ["act", None], ["linear", 10]]  # the mlp's Flatten is left out
+    assert good["trained_on"]["name"] == "synthetic" and len(good["trained_on"]["sha256"]) == 64
 
 
 # ----------------------------------------------------------------------------- the notebook's side
@@ -227,8 +237,8 @@ def test_cifar10_tier_boundaries(value, fraction):
 
 
 @pytest.mark.parametrize("value, fraction", [
-    (0.85, 1.0), (0.8499, 0.9), (0.80, 0.9), (0.75, 0.8), (0.70, 0.7), (0.65, 0.6), (0.6499, 0.5), (0.55, 0.5),
-    (0.5499, 0.0),
+    (0.85, 1.0), (0.70, 1.0), (0.6999, 0.9), (0.65, 0.9), (0.60, 0.8), (0.55, 0.7), (0.50, 0.6), (0.4999, 0.5),
+    (0.40, 0.5), (0.3999, 0.0),
 ])
 def test_cifar100_tier_boundaries(value, fraction):
     assert tier_fraction(value, DEFAULT_TIERS["cifar100"])[0] == fraction

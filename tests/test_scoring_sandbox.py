@@ -39,8 +39,12 @@ def reduced_mode(monkeypatch):
 def good(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("good") / "challenge_model.pt"
+    from helpers.data import course_data
+    with pytest.MonkeyPatch.context() as mp:  # the data the grader scores 'synthetic' on here (reduced mode)
+        mp.setenv("COURSE_FAST", "1")
+        data = course_data("synthetic", verbose=False)
     return save_challenge_checkpoint(path, build_model("mlp", num_classes=10, hidden=(32,)), history=[],
-                                     mean=MEAN, std=STD, dataset="synthetic")
+                                     mean=MEAN, std=STD, dataset=data)
 
 
 @pytest.fixture
@@ -125,10 +129,14 @@ def test_worker_lines_are_validated_and_earn_only_what_their_predictions_earn():
     def line(preds, **extra):
         import base64
         blob = base64.b64encode(np.asarray(preds, "<u2").tobytes()).decode()
-        return json.dumps({"status": "ok", "reason": "", "model": "mlp", "n": len(preds), "pred": blob, **extra})
+        fields = {"status": "ok", "reason": "", "model": "mlp", "n": len(preds), "pred": blob,
+                  "fingerprint": [["linear", 10]], "trained_on": None, **extra}
+        return json.dumps(fields)
 
     for bad in ("not json", "[]", json.dumps({"status": "ok", "accuracy": 1.0, "reason": ""}),
-                line([0] * (n - 1)), line([10] * n), line([0] * n)[:-5] + "\"}", "{" * 100_000):
+                line([0] * (n - 1)), line([10] * n), line([0] * n)[:-5] + "\"}", "{" * 100_000,
+                line([0] * n, fingerprint=None), line([0] * n, fingerprint=[["linear", "10"]]),
+                line([0] * n, trained_on={"name": "synthetic", "sha256": "not hex"})):
         assert validate_line(bad, ts)["reason"] == MALFORMED
     # even a line claiming perfect metrics only earns what its predictions earn: one class everywhere
     raw = validate_line(line([0] * n, accuracy=1.0, macro_f1=1.0), ts)

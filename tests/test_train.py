@@ -261,3 +261,108 @@ def test_live_plot_updates_one_display_in_a_notebook(small_loaders, monkeypatch)
     assert [kind for kind, _ in shown] == ["display", "update"]
     fit(tiny_cnn(), train, val, epochs=1, progress=False, live_plot=False)
     assert len(shown) == 2
+
+
+# ----------------------------------------------------------------------------- reruns, run mode, display
+
+def _numbers(history):
+    """A history without its timings (seconds, images per second), which differ between runs."""
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in history]
+
+
+def test_same_seed_before_building_gives_identical_reruns(small_loaders):
+    """What a rerun of a notebook's training cell does: seed, build, fit; twice gives the same numbers,
+    however much the random generators were used in between."""
+    from helpers.config import seed_everything
+    train, val = small_loaders
+    runs = []
+    for _ in range(2):
+        seed_everything(0)
+        model = build_model("layers", layers=[{"type": "conv", "out": 8}, {"type": "bn"}, {"type": "relu"},
+                                               {"type": "globalpool"}, {"type": "linear", "out": 10}])
+        runs.append(_numbers(fit(model, train, val, epochs=2, lr=0.2, seed=0, progress=False)))
+        torch.rand(1000)  # whatever ran between the two
+    assert runs[0] == runs[1]
+
+
+def test_train_command_seeds_the_initial_weights(data, tmp_path, monkeypatch):
+    """Two runs of `python -m helpers train` with the same --seed in one process: the same history."""
+    import json
+
+    from helpers import cli
+    from helpers import data as data_module
+    monkeypatch.setenv("COURSE_FAST", "1")
+    monkeypatch.setattr(data_module, "course_data", lambda *args, **kwargs: data)  # the small generated set
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        assert cli.main(["train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "1", "--seed", "3",
+                         "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+        runs.append(_numbers(json.loads((out / "history.json").read_text())))
+        torch.rand(1000)
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("env, device, reduced, reason", [
+    ({"COURSE_FAST": "1"}, "cuda", True, "COURSE_FAST=1"),
+    ({"NBGRADER_EXECUTION": "autograde"}, "cuda", True, "autograde"),
+    ({}, "cpu", True, "no GPU"),
+    ({"COURSE_FULL_ON_CPU": "1"}, "cpu", False, ""),
+    ({}, "cuda", False, ""),
+])
+def test_training_mode_decides_in_one_place(monkeypatch, capsys, env, device, reduced, reason):
+    from helpers.config import training_mode
+    for var in ("COURSE_FAST", "NBGRADER_EXECUTION", "COURSE_FULL_ON_CPU"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    mode = training_mode(device)
+    assert (mode.reduced, mode.reason) == (reduced, reason)
+    assert mode.pick(16, 3) == (3 if reduced else 16)
+    line = mode.announce(2700, 3, minutes=1, full="45,000 images, 16 epochs")
+    assert capsys.readouterr().out == (line + "\n" if line else "")
+    if reason == "no GPU":
+        assert line.startswith("no GPU: this cell trains in reduced mode (2,700 images, 3 epochs, ~1 min); ")
+        assert "COURSE_FULL_ON_CPU=1" in line and "45,000 images" in line
+    elif device == "cpu":
+        assert "COURSE_FULL_ON_CPU=1" in line  # says that it will take long
+    else:
+        assert line == ""
+
+
+class _Handle:
+    def __init__(self, log, index):
+        self.log, self.index = log, index
+
+    def update(self, obj, **kwargs):
+        self.log.append(("update", self.index, obj))
+
+
+def test_notebook_display_keeps_bar_lines_and_plot_in_order(small_loaders, monkeypatch):
+    """In a notebook: the bar, the epoch lines and the curves each get one display slot, made in that
+    order and updated in place; when the bar closes its widget is replaced by text."""
+    import IPython.display
+    from helpers import progress
+
+    log = []
+
+    def display(obj, raw=False, display_id=False):
+        log.append(("display", len(log), obj))
+        return _Handle(log, len(log) - 1)
+
+    monkeypatch.setattr(progress, "_in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", display)
+    train, val = small_loaders
+    fit(tiny_cnn(), train, val, epochs=3, live_plot=True)
+    made = [(i, obj) for kind, i, obj in log if kind == "display"]
+    assert len(made) == 3, log
+    (bar_slot, bar), (lines_slot, first_lines), (plot_slot, _) = made
+    assert type(bar).__name__ == "TqdmHBox"                       # the widget, while training
+    assert set(first_lines) == {"text/plain"} and first_lines["text/plain"].startswith("epoch 1/3")
+    updates = [(i, obj) for kind, i, obj in log if kind == "update"]
+    assert [i for i, _ in updates] == [lines_slot, plot_slot, lines_slot, plot_slot, bar_slot]
+    last_lines = updates[2][1]["text/plain"].splitlines()
+    assert [ln.split()[1] for ln in last_lines] == ["1/3", "2/3", "3/3"]
+    final_bar = updates[-1][1]
+    assert set(final_bar) == {"text/plain"} and "100%|" in final_bar["text/plain"]  # text: no widget state needed
+    assert bar.comm is None  # the widget itself is closed

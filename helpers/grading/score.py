@@ -14,10 +14,18 @@
    `Watchdog` (memory cap, `timeout` seconds per checkpoint). With COURSE_SANDBOX=off (a trusted
    local run only) the same command runs without bubblewrap, in a private temp folder;
 4. validates what the worker printed (one JSON line per checkpoint with a prediction per test
-   image, classes in range; anything else is 0 points, "the scoring process returned malformed
-   output") and computes accuracy and macro-F1 itself, then points from the tiers.
+   image, classes in range, the model's architecture fingerprint and the checkpoint's record of
+   its training data; anything else is 0 points, "the scoring process returned malformed
+   output") and computes accuracy and macro-F1 itself, then points from the tiers;
+5. assesses the work (`assess`): a model trained on other data than the training split of the
+   data it is graded on (the checkpoint's recorded SHA-256 against the verified one,
+   `testsets.VerifiedTestSet.train_digest`), or whose checkpoint does not record it, scores 0
+   with "trained on <name> <hash>, but this assignment is graded on <name> <hash>: retrain ...";
+   a model whose architecture matches a handed-out or zoo design (challenge.match_reference)
+   keeps at most challenge.CAP_FRACTION of the points, and its reason names the design.
 Every failure is 0 points with a one-line reason; only "error" (the grader could not work, e.g.
-no test data) is not a score. Each row carries the checkpoint's `sha256`.
+no test data) is not a score. Each row carries the checkpoint's `sha256`, and `matches` (the
+design a capped model matches, else "").
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import PROJECT_ROOT
+from .fingerprint import from_wire
 from .tiers import DEFAULT_TIERS, TierTable, tier_fraction
 
 DEFAULT_TIMEOUT = 120
@@ -56,7 +65,7 @@ def _result(student, dataset, max_points, **fields) -> dict:
     """A result row with every key present (None where unknown)."""
     row = {"student": student, "dataset": dataset, "status": "zero", "accuracy": None, "macro_f1": None,
            "model": None, "images": 0, "tier": "", "fraction": 0.0, "points": 0.0,
-           "max_points": float(max_points), "reason": "", "seconds": 0.0, "sha256": None}
+           "max_points": float(max_points), "reason": "", "seconds": 0.0, "sha256": None, "matches": ""}
     row.update(fields)
     return row
 
@@ -238,7 +247,24 @@ def validate_line(line: str, testset) -> dict:
     preds = np.frombuffer(blob, dtype="<u2").astype(np.int64)
     if preds.size and int(preds.max()) >= testset.num_classes:
         return bad
-    return {"status": "ok", "reason": "", "model": model, "predictions": preds}
+    fingerprint = from_wire(raw.get("fingerprint"))
+    trained_on = raw.get("trained_on")
+    if fingerprint is None or not (trained_on is None or _trained_on_ok(trained_on)):
+        return bad
+    return {"status": "ok", "reason": "", "model": model, "predictions": preds, "fingerprint": fingerprint,
+            "trained_on": trained_on}
+
+
+def _trained_on_ok(record) -> bool:
+    """The shape score_worker.trained_on_record gives: name, sha256 (64 hex or None), images, reduced."""
+    if not isinstance(record, dict) or set(record) != {"name", "sha256", "images", "reduced"}:
+        return False
+    name, digest, images = record["name"], record["sha256"], record["images"]
+    return ((name is None or (isinstance(name, str) and len(name) <= 40))
+            and (digest is None or (isinstance(digest, str) and len(digest) == 64
+                                    and all(c in "0123456789abcdef" for c in digest)))
+            and (images is None or (type(images) is int and images >= 0))
+            and isinstance(record["reduced"], bool))
 
 
 def metrics_row(raw: dict, testset) -> dict:
@@ -248,7 +274,8 @@ def metrics_row(raw: dict, testset) -> dict:
     if "predictions" not in raw:
         raw = validate_line(json.dumps(raw), testset)
     out = {"status": raw["status"], "accuracy": None, "macro_f1": None, "model": raw.get("model"),
-           "dataset": testset.asked, "images": 0, "reason": raw["reason"]}
+           "dataset": testset.asked, "images": 0, "reason": raw["reason"],
+           "fingerprint": raw.get("fingerprint"), "trained_on": raw.get("trained_on")}
     if raw["status"] == "ok":
         preds = raw["predictions"]
         out.update(accuracy=accuracy(testset.labels, preds),
@@ -265,6 +292,19 @@ def points_for(result: dict, table: TierTable, max_points: float) -> tuple[float
         return 0.0, 0.0, ""
     fraction, text = tier_fraction(result.get(table.metric), table)
     return fraction, round(fraction * max_points, 4), f"{table.metric} {text}"
+
+
+def assess(result: dict, testset) -> tuple[str | None, str | None]:
+    """(why the work scores 0, or None; the handed-out or zoo design it matches, or None) of a scored
+    result: the checkpoint must record training on the training split the grader holds for this
+    test set, and its architecture is compared with the designs the course hands out."""
+    from .challenge import dataset_problem, match_reference
+    if result.get("status") != "ok" or testset is None:
+        return None, None
+    if problem := dataset_problem(result.get("trained_on"), testset):
+        return problem, None
+    fingerprint = result.get("fingerprint")
+    return None, (match_reference(fingerprint, testset.num_classes) if fingerprint is not None else None)
 
 
 def score_checkpoint(path, *, dataset: str = "cifar10", max_points: float = 1.0, tiers: TierTable | None = None,
@@ -311,20 +351,31 @@ def score_checkpoints(parts: list[dict], *, timeout: float = DEFAULT_TIMEOUT, al
     for raw, part, testset, digest in zip(raws, parts, testsets, digests):
         if testset is not None:
             raw = metrics_row(raw, testset)
-        rows.append(_points_row(raw, part, student, seconds, digest))
+        rows.append(_points_row(raw, part, student, seconds, digest, testset))
     return rows
 
 
-def _points_row(raw: dict, part: dict, student: str, seconds: float, digest: str | None) -> dict:
-    """A result turned into points and a one-line reason under the part's tiers."""
+def _points_row(raw: dict, part: dict, student: str, seconds: float, digest: str | None,
+                testset=None) -> dict:
+    """A result turned into points and a one-line reason under the part's tiers, after `assess`."""
+    from .challenge import CAP_FRACTION, cap_reason
     dataset, max_points = part["dataset"], part["max_points"]
     table = part.get("tiers") or DEFAULT_TIERS.get(dataset, DEFAULT_TIERS["cifar10"])
+    problem, matched = assess(raw, testset)
+    if problem:  # not a model of this data: 0 points; what it measured is said, not scored
+        measured = f" (it measured {table.metric} {raw[table.metric]:.4f} on the test split)" \
+            if isinstance(raw.get(table.metric), float) else ""
+        raw = {**raw, "status": "zero", "accuracy": None, "macro_f1": None, "reason": f"{problem}{measured}"}
     fraction, points, tier = points_for(raw, table, max_points)
     reason = raw.get("reason", "")
+    if matched:
+        fraction = min(fraction, CAP_FRACTION)
+        points = round(fraction * max_points, 4)
+        tier = f"{tier}; {cap_reason(matched)}"
     if raw.get("status") == "ok":
         reason = f"{tier} -> {points:g}/{max_points:g} points; {reason}"
     elif raw.get("status") != "error":
         reason = f"0/{max_points:g} points: {reason}"
     known = {k: raw[k] for k in ("status", "accuracy", "macro_f1", "model", "images") if k in raw}
     return _result(student, dataset, max_points, **known, tier=tier, fraction=fraction, points=points,
-                   reason=reason, seconds=seconds, sha256=digest)
+                   reason=reason, seconds=seconds, sha256=digest, matches=matched or "")

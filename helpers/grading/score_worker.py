@@ -10,10 +10,15 @@ project root first on sys.path and calls `main`: inside the sandbox that root ho
 `helpers/`, so nothing else can shadow a module.
 
 The worker never sees the labels. For each checkpoint (a private copy of the exact bytes the
-grader hashed) it prints one JSON line: {"status", "reason", "model", "n", "pred"} where `pred`
-is the predicted class of every test image, base64 of little-endian uint16. The grader checks
-that line (length, classes in range) and computes accuracy and macro-F1 itself, so a line
-printed by anything else can earn no more than its predictions do.
+grader hashed) it prints one JSON line: {"status", "reason", "model", "n", "pred", "fingerprint",
+"trained_on"} where `pred` is the predicted class of every test image, base64 of little-endian
+uint16; `fingerprint` the architecture fingerprint of the rebuilt model
+(helpers.grading.fingerprint, as [[kind, width], ...]); `trained_on` the checkpoint's record of
+the data it was trained on (its "dataset" field: name, training-split SHA-256, images, reduced;
+null when the file has none). The grader checks that line (length, classes in range, the shapes
+of the other fields) and computes accuracy and macro-F1 itself, so a line printed by anything
+else can earn no more than its predictions do; it compares `trained_on` with the training split
+of the data it grades on, and `fingerprint` with the handed-out and zoo designs (the cap).
 status "ok": predicted; "zero": the submission cannot be scored (reason says why).
 The file is read with `torch.load(weights_only=True)` only (helpers.checkpoint.load_checkpoint),
 after its zip directory was checked (helpers.checkpoint.check_archive); the model description is
@@ -147,17 +152,35 @@ def size_on_meta(spec: dict) -> tuple[int, int]:
     return params, total[0]
 
 
+def trained_on_record(ckpt: dict) -> dict | None:
+    """The checkpoint's "dataset" record reduced to plain, bounded fields, or None when it has none."""
+    record = ckpt.get("dataset")
+    if not isinstance(record, dict):
+        return None
+    name, digest = record.get("name"), record.get("sha256")
+    images = record.get("images")
+    return {"name": name[:40] if isinstance(name, str) else None,
+            "sha256": digest.lower() if isinstance(digest, str) and len(digest) == 64
+            and all(c in "0123456789abcdefABCDEF" for c in digest) else None,
+            "images": images if type(images) is int and images >= 0 else None,
+            "reduced": bool(record.get("reduced"))}
+
+
 def predict_checkpoint(path, images: np.ndarray, num_classes: int, device=None) -> dict:
     """Check, rebuild and run one checkpoint on the test images (no labels):
-    {status, reason, model, predictions (int64 array, or None)}."""
-    out = {"status": "zero", "reason": "", "model": None, "predictions": None}
+    {status, reason, model, predictions (int64 array, or None), fingerprint, trained_on}."""
+    out = {"status": "zero", "reason": "", "model": None, "predictions": None, "fingerprint": None,
+           "trained_on": None}
     try:
         from .challenge import check_mean_std
+        from .fingerprint import MAX_ENTRIES, fingerprint
         ckpt = _read(Path(path))
         if problem := check_mean_std(ckpt.get("mean"), ckpt.get("std")):
             raise Zero(problem)
         model = _rebuild(ckpt)
         out["model"] = ckpt["model"]["name"]
+        out["trained_on"] = trained_on_record(ckpt)
+        out["fingerprint"] = fingerprint(model)[:MAX_ENTRIES]  # longer matches no handed-out design either
         out["predictions"] = _predict(model, ckpt, images, num_classes, device)
         out["status"] = "ok"
     except Zero as exc:
@@ -188,10 +211,13 @@ def _predict(model, ckpt: dict, images: np.ndarray, num_classes: int, device) ->
 
 def encode_result(result: dict) -> str:
     """The JSON line the worker prints for one checkpoint."""
+    from .fingerprint import to_wire
     preds = result.get("predictions")
     line = {"status": result["status"], "reason": result["reason"], "model": result["model"],
             "n": 0 if preds is None else int(len(preds)),
-            "pred": "" if preds is None else base64.b64encode(np.asarray(preds, dtype="<u2").tobytes()).decode()}
+            "pred": "" if preds is None else base64.b64encode(np.asarray(preds, dtype="<u2").tobytes()).decode(),
+            "fingerprint": None if result.get("fingerprint") is None else to_wire(result["fingerprint"]),
+            "trained_on": result.get("trained_on")}
     return json.dumps(line)
 
 

@@ -9,11 +9,34 @@ Boundary semantics (exact, tested):
 The value is rounded to 9 decimals before comparing, so 7000/10000 counts as exactly 0.70.
 A NaN value (a model that cannot be scored) is below every tier.
 
-Defaults (COURSE_DESIGN.md):
+Defaults (PROVISIONAL: chosen without a GPU run of this kit; calibrate them with
+`python benchmarks/challenge_reference.py` on a GPU and update the evidence below):
 - CIFAR-10 test accuracy: > 0.80 -> 100%, >= 0.70 -> 90%, >= 0.65 -> 80%, >= 0.60 -> 70%,
   >= 0.50 -> 60%, else 0. (80% exactly is in the 70-80% band; 70% exactly too.)
-- CIFAR-100 test macro-F1: >= 0.85 -> 100%, >= 0.80 -> 90%, >= 0.75 -> 80%, >= 0.70 -> 70%,
-  >= 0.65 -> 60%, >= 0.55 -> 50%, else 0.
+  How chosen: kept at COURSE_DESIGN.md's starting points. Rewarding the student's own work is
+  the cap's job (challenge.CAP_FRACTION: a handed-out or zoo design keeps at most 60%, whatever
+  its accuracy), not the thresholds': the handed-out FastNet recipe (93-94% quoted by the
+  notebook) and ResNet-18 (93-95%) are far above every threshold and capped. The top tier must be
+  reachable by an own design within 20 M parameters and minutes of one GPU: the source
+  solution's own 7.8 M-parameter residual design is of the kind published at 94% in 24 epochs
+  (the ResNet-9 of the DAWNBench speed runs), so > 0.80 leaves a wide margin for an own
+  design that is merely reasonable; the source solution must land in the top tier (checked in
+  reduced mode in CI, where it scores about 0.87 on the generated data; in full mode by the
+  benchmark on a GPU).
+- CIFAR-100 test macro-F1: >= 0.70 -> 100%, >= 0.65 -> 90%, >= 0.60 -> 80%, >= 0.55 -> 70%,
+  >= 0.50 -> 60%, >= 0.40 -> 50%, else 0.
+  How chosen: lowered from COURSE_DESIGN.md's starting points (>= 0.85 for full marks), which
+  no model under the 20 M-parameter cap reaches in a GPU budget of minutes: the notebook quotes
+  ResNet-18 (11 M parameters, 30 epochs) at a macro-F1 of about 0.75-0.78, published CIFAR-100
+  results of ResNet-18-sized networks trained for 200 epochs with strong augmentation are about
+  0.78-0.80 accuracy, and the 0.85 region belongs to networks over the cap trained for hundreds
+  of epochs (PyramidNet + ShakeDrop, 26 M parameters, 1,800 epochs: about 0.86). The top tier
+  sits below the zoo ResNet-18 figure (which is capped at 60% anyway) so that an own design of
+  that size with a short schedule (the source solution: 7.8 M parameters, 40 epochs, cutout,
+  label smoothing; ResNet-9-like designs are reported at roughly 0.70-0.76 accuracy in tens of
+  epochs in tutorials and speed-run write-ups, not measured here) reaches it with some margin;
+  the bands below step by 0.05 as before, and the 50% band starts at 0.40 (a plain small CNN
+  trained briefly).
 
 Override: a JSON file the TA keeps OUTSIDE the course folder (the autograde kernel runs a
 student's code, which could write into the course root, so no tier file is ever read from
@@ -67,10 +90,10 @@ class TierTable:
 
 
 DEFAULT_TIERS: dict[str, TierTable] = {
-    "cifar10": TierTable("accuracy", (
+    "cifar10": TierTable("accuracy", (  # provisional: see the module docstring for how they were chosen
         Tier(0.80, 1.0, strict=True), Tier(0.70, 0.9), Tier(0.65, 0.8), Tier(0.60, 0.7), Tier(0.50, 0.6))),
-    "cifar100": TierTable("macro_f1", (
-        Tier(0.85, 1.0), Tier(0.80, 0.9), Tier(0.75, 0.8), Tier(0.70, 0.7), Tier(0.65, 0.6), Tier(0.55, 0.5))),
+    "cifar100": TierTable("macro_f1", (  # provisional: see the module docstring for how they were chosen
+        Tier(0.70, 1.0), Tier(0.65, 0.9), Tier(0.60, 0.8), Tier(0.55, 0.7), Tier(0.50, 0.6), Tier(0.40, 0.5))),
 }
 
 

@@ -6,7 +6,8 @@ the results are compared here with NumPy and helpers' reference code (`helpers.s
 deny-lists make unavailable to the student's code. Each test decides the points of the test cell
 named in its `@block`: that cell's visible checks, the checks that used to be hidden in it, and
 checks that close known shortcuts (reference drop-ins, a split that is rotated or strided rather
-than drawn, or drawn from NumPy's global random state).
+than drawn, or drawn from NumPy's global random state, statistics that convert all images to float
+at once instead of working in chunks).
 """
 import numpy as np
 
@@ -140,7 +141,8 @@ def _cyclic_gaps(positions, n):
 
 @block("stratified_split-tests", deny=SPLIT_DENY)
 def test_stratified_split_is_drawn(student):
-    """Which samples go to validation is a random draw: not a rotated block, not a fixed stride."""
+    """Which samples go to validation is a random draw: not a rotated block, not a fixed stride, and a new
+    independent draw for every seed (not a rotation or a stride of one fixed shuffle)."""
     split = student.stratified_split
     y = imbalanced_labels()
     big = np.flatnonzero(y == 3)  # 200 samples, 50 of them to validation at 0.25
@@ -154,14 +156,29 @@ def test_stratified_split_is_drawn(student):
                      "them at random: np.random.default_rng(seed).permutation of each class's indices")
     # Across 20 seeds every index should sometimes be in validation and sometimes not.
     members = np.zeros(len(y))
-    for seed in range(20):
-        members[split(y, 0.25, seed)[1]] += 1
+    splits = [split(y, 0.25, seed)[1] for seed in range(20)]
+    for va in splits:
+        members[va] += 1
     members = members[np.isin(np.arange(len(y)), np.flatnonzero(np.isin(y, [1, 2, 3])))]  # classes of 40+
     stuck = int(np.count_nonzero((members == 0) | (members == 20)))
     checks.check(stuck <= 0.05 * len(members),
                  f"stratified_split(labels, 0.25, seed) for seeds 0..19: expected each sample to land in validation "
                  f"for about 5 of the 20 seeds, got {stuck} of {len(members)} samples always or never there; "
                  "a new seed must draw a new random split (np.random.default_rng(seed)), not shift the old one")
+    # Well mixed: with independent draws two samples of the class of 200 are both in validation for a given seed
+    # with probability (50/200) * (49/199), so over 20 seeds about (1 - 0.0616)**20 = 28% of the pairs never are.
+    # Splits that are windows (rotations) or strides of one fixed shuffle keep most pairs apart for every seed:
+    # at least 51% of the pairs (those 50 or more apart in the fixed shuffle) are never together.
+    together = np.zeros((len(big), len(big)), dtype=np.int64)
+    for va in splits:
+        inside = np.isin(big, va).astype(np.int64)
+        together += np.outer(inside, inside)
+    never = float(np.mean(together[np.triu_indices(len(big), 1)] == 0))
+    checks.check(never < 0.4,
+                 f"stratified_split(labels, 0.25, seed) for seeds 0..19: expected about 28% of the pairs of samples of "
+                 f"a class of 200 never to be in validation together (independent random draws), got {never:.0%}; the "
+                 "splits of different seeds are rotations or strides of one fixed order, not new draws: shuffle each "
+                 "class with rng = np.random.default_rng(seed)")
 
 
 @block("stratified_split-tests", deny=SPLIT_DENY)
@@ -220,6 +237,64 @@ def test_channel_mean_std_hidden(student):
     white = np.full((3000, 32, 32, 3), 255, dtype=np.uint8)
     checks.check_close(channel_mean_std(white)[0], [1.0, 1.0, 1.0], "the mean of 3,000 white images",
                        atol=1e-5, hint="accumulate in float64, not in uint8")
+
+
+# CIFAR-10's 50,000 training images, at 16x16 to keep the test quick: what matters is that nothing takes a
+# float copy of all of them (3 x 8 bytes per pixel here: 307 MB; 1.2 GB at 32x32).
+BIG_IMAGES = (50_000, 16, 16, 3)
+
+
+def _memory_kib(student) -> dict:
+    """VmRSS and VmHWM (resident memory now, and its peak) of the sandbox's process, in KiB."""
+    text = student.make("pathlib.Path", "/proc/self/status").read_text()
+    fields = dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
+    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM") if k in fields}
+
+
+@block("channel_mean_std-tests", deny=STATS_DENY)
+def test_channel_mean_std_in_chunks(student):
+    """50,000 images: the call must not convert them all to float at once (the spec's chunks).
+
+    The images are made in the sandbox (np.resize of 8 random ones: only those 8 cross the boundary) and
+    kept there in a deque, which comes back as a handle. The call's peak memory is measured twice there:
+    the peak resident memory of the process (Linux: /proc/self/clear_refs resets it, /proc/self/status
+    shows it; it sees NumPy and torch alike) and tracemalloc's peak (NumPy's array buffers). A warm-up
+    call on the 8 images first, so that imports and first-call caches do not count. What is measured in
+    the student's process is evidence, as the torch call counts are.
+    """
+    mk = student.make
+    small = np.random.default_rng(13).integers(0, 256, size=(8, *BIG_IMAGES[1:]), dtype=np.uint8)
+    ref_mean, ref_std = reference_mean_std(small)  # the 8 images repeated 6,250 times: the same statistics
+    checks.check_close(student.channel_mean_std(small)[0], ref_mean, "the mean of 8 random 16x16 images", atol=1e-6)
+    resize = mk("operator.attrgetter", "resize")(mk("importlib.import_module", "numpy"))
+    images = mk("collections.deque", mk("builtins.map", resize, [small], [BIG_IMAGES]))  # one array, in the sandbox
+    calls = mk("builtins.map", student.channel_mean_std, images)  # lazy: runs in the list() below
+    try:
+        mk("pathlib.Path", "/proc/self/clear_refs").write_text("5")  # peak resident memory := resident memory now
+        before = _memory_kib(student)
+    except AssertionError:  # not Linux, or /proc is not there: tracemalloc alone
+        before = {}
+    mk("tracemalloc.start")
+    try:
+        (result,) = mk("builtins.list", calls)
+        _, traced = mk("tracemalloc.get_traced_memory")
+    finally:
+        mk("tracemalloc.stop")
+    after = _memory_kib(student) if before else {}
+    resident = (after.get("VmHWM", 0) - before.get("VmRSS", 0)) * 1024 if before else 0
+    checks.check(isinstance(result, (tuple, list)) and len(result) == 2,
+                 f"channel_mean_std(50,000 images): expected (mean, std), got {type(result).__name__}")
+    checks.check_close(result[0], ref_mean, "the mean of 50,000 images (8 random ones repeated)", atol=1e-6,
+                       hint="accumulate the sums in float64 over all chunks, then divide by the number of pixels")
+    checks.check_close(result[1], ref_std, "the std of 50,000 images (8 random ones repeated)", atol=1e-6,
+                       hint="accumulate the sums of x and of x**2 in float64 over all chunks")
+    whole = int(np.prod(BIG_IMAGES)) * 8
+    peak = max(resident, traced if type(traced) is int else whole)
+    checks.check(peak <= whole // 2,
+                 f"channel_mean_std on 50,000 images of 16x16: expected it to need at most {whole / 2**21:.0f} MiB "
+                 f"(half of a float64 copy of all images, {whole / 2**20:.0f} MiB), got a peak of {peak / 2**20:.0f} "
+                 "MiB; it must not convert all images to float at once (np.std and x - mean do that too): loop over "
+                 "chunks of a few thousand images, adding up the sums of x and of x**2 per channel in float64")
 
 
 # --------------------------------------------------------------------------- denormalize

@@ -8,8 +8,9 @@ implementations and torchvision's MixUp/CutMix unavailable to the student's code
 RandomCrop and RandomHorizontalFlip (and their kernels) stay available because train_transform
 needs them, so the "no per-image Python loop" rule of parts 1-6 is checked by counting torch calls
 on 8 and on 256 images. Each test decides the points of the test cell named in its `@block`: that
-cell's visible checks (on stand-in data), the checks that used to be hidden in it, and the
-batched-code rule.
+cell's visible checks (on stand-in data), the checks that used to be hidden in it, the
+batched-code rule and, where the spec says the function works on any device, a call with its
+tensors on the "meta" device (no GPU here; see check_any_device).
 """
 import math
 
@@ -19,6 +20,7 @@ import torch
 from helpers import augment as reference
 from helpers import checks
 from helpers.grading.harness import block
+from helpers.grading.harness.session import StudentError
 
 SAMPLE_SIZE = 16
 # Calls a batched implementation may add between 8 and 256 images (none are needed).
@@ -81,6 +83,68 @@ def check_batched(student, name, make_args, hint):
                  f"over the images: {hint}")
 
 
+META = torch.device("meta")
+# What torch says when code takes a Python value of a meta tensor (.item(), bool(): they have no data).
+META_HAS_NO_DATA = ("cannot be called on meta tensors",)
+
+
+class Meta:
+    """An argument of check_any_device that goes to the meta device in the sandbox."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+
+def on_meta(student, fn, args, kwargs, pair=False):
+    """`fn(*args, **kwargs)` run in the sandbox with each Meta(t) argument moved to the meta device: (device,
+    shape, dtype) of the result, or a list of those for each item of a returned pair (`pair=True`).
+
+    Meta tensors have shapes and dtypes but no data, and cannot cross the boundary: the call is chained in
+    the sandbox with map() (made lazily, run by the final list()) and only the descriptions come back.
+    """
+    mk = student.make
+    to_meta = mk("operator.methodcaller", "to", "meta")
+    columns = [mk("builtins.map", to_meta, [a.tensor]) if isinstance(a, Meta) else [a] for a in args]
+    results = mk("builtins.map", mk("functools.partial", fn, **kwargs), *columns)
+    describe = mk("operator.attrgetter", "device", "shape", "dtype")
+    if pair:
+        builtins = mk("importlib.import_module", "builtins")
+        each = mk("functools.partial", mk("operator.attrgetter", "map")(builtins), describe)
+        results = mk("builtins.map", mk("operator.attrgetter", "list")(builtins), mk("builtins.map", each, results))
+    else:
+        results = mk("builtins.map", describe, results)
+    (kinds,) = mk("builtins.list", results)
+    return kinds
+
+
+def check_any_device(student, name, *args, want, pair=False, **kwargs):
+    """The spec says `name` works on any device and returns its result on x's device (the students' GPU).
+
+    There is no GPU here, so the Meta(...) arguments go to the "meta" device instead: mixing a meta tensor
+    with a CPU tensor raises, as mixing a GPU tensor with one does, so a tensor made without
+    device=x.device (an arange, a mask, the mean) fails here as it would on a GPU. `want`: (shape, dtype)
+    of the result, or a list of them for a pair. Generators stay CPU generators: there are no meta ones,
+    and meta operations ignore them. Code that takes a Python value of a tensor (.item(), bool(t), `if t.any()`)
+    works on a GPU but cannot on the meta device: this check cannot judge it, and lets it pass. Copying to
+    the CPU (.cpu(), .tolist(), .numpy()) fails here, as returning a CPU tensor breaks the spec.
+    """
+    shapes = ", ".join(str(tuple(a.tensor.shape)) for a in args if isinstance(a, Meta))
+    label = f"{name}(tensors {shapes} on a device other than the CPU, ...)"
+    try:
+        kinds = on_meta(student, getattr(student, name), args, kwargs, pair=pair)
+    except StudentError as exc:
+        if any(why in str(exc.remote.get("message", "")) for why in META_HAS_NO_DATA):
+            return
+        raise AssertionError(f"{label} (the meta device stands in for a GPU here) failed: {exc}; make every "
+                             "tensor on x's device (torch.arange(..., device=x.device), torch.randint(..., "
+                             "device=x.device), torch.as_tensor(..., device=x.device)) and return the result "
+                             "there (no .cpu())") from None
+    wanted = [(META, tuple(shape), dtype) for shape, dtype in (want if pair else [want])]
+    got = [tuple(k) for k in (kinds if pair else [kinds])]
+    checks.check(got == wanted, f"{label}: expected (device, shape, dtype) {wanted}, got {got}; return the result "
+                 "on x's device")
+
+
 # --------------------------------------------------------------------------- normalize / denormalize
 
 NORMALIZE_DENY = ["helpers.augment.denormalize", "helpers.augment.to_normalized_float"]
@@ -136,6 +200,15 @@ def test_normalize_batched(student):
     m, s = [0.3, 0.5, 0.7], [0.2, 0.1, 0.4]
     for name in ("normalize", "denormalize"):
         check_batched(student, name, lambda n: (batch(n, 4), m, s), "broadcast mean and std viewed as (1, 3, 1, 1)")
+
+
+@block("normalize-tests", deny=NORMALIZE_DENY)
+def test_normalize_any_device(student):
+    x = torch.rand(4, 3, 5, 6, generator=torch.Generator().manual_seed(22))
+    check_any_device(student, "normalize", Meta(x), [0.3, 0.5, 0.7], [0.2, 0.1, 0.4],
+                     want=((4, 3, 5, 6), torch.float32))
+    check_any_device(student, "denormalize", Meta(x), np.array([0.3, 0.5, 0.7]), np.array([0.2, 0.1, 0.4]),
+                     want=((4, 3, 5, 6), torch.float32))
 
 
 # --------------------------------------------------------------------------- random_crop
@@ -205,6 +278,14 @@ def test_random_crop_batched(student):
                   "gather every window at once with index tensors (rows dy[:, None] + arange(H), ...)")
 
 
+@block("random_crop-tests", deny=CROP_DENY)
+def test_random_crop_any_device(student):
+    x = torch.rand(6, 3, 8, 9, generator=torch.Generator().manual_seed(6))
+    check_any_device(student, "random_crop", Meta(x), 2, gen(student, 0), want=((6, 3, 8, 9), torch.float32))
+    check_any_device(student, "random_crop", Meta((x * 255).to(torch.uint8)), 3, gen(student, 1),
+                     want=((6, 3, 8, 9), torch.uint8))
+
+
 # --------------------------------------------------------------------------- horizontal_flip
 
 FLIP_DENY = ["helpers.augment.random_flip", "helpers.augment.crop_flip_gather"]
@@ -251,6 +332,13 @@ def test_horizontal_flip_hidden(student):
 def test_horizontal_flip_batched(student):
     check_batched(student, "horizontal_flip", lambda n: (batch(n, 6), gen(student, 0)),
                   "torch.where(flip[:, None, None, None], x.flip(-1), x)")
+
+
+@block("horizontal_flip-tests", deny=FLIP_DENY)
+def test_horizontal_flip_any_device(student):
+    x = torch.rand(6, 3, 5, 7, generator=torch.Generator().manual_seed(8))
+    check_any_device(student, "horizontal_flip", Meta(x), gen(student, 0), want=((6, 3, 5, 7), torch.float32))
+    check_any_device(student, "horizontal_flip", Meta(x), gen(student, 0), p=0.3, want=((6, 3, 5, 7), torch.float32))
 
 
 # --------------------------------------------------------------------------- cutout
@@ -305,6 +393,12 @@ def test_cutout_hidden(student):
 def test_cutout_batched(student):
     check_batched(student, "cutout", lambda n: (batch(n, draw=torch.randn), 3, gen(student, 0)),
                   "one (N, H, W) mask from arange(H), arange(W) and the centres, then masked_fill")
+
+
+@block("cutout-tests", deny=CUTOUT_DENY)
+def test_cutout_any_device(student):
+    x = torch.randn(6, 3, 9, 7, generator=torch.Generator().manual_seed(9))
+    check_any_device(student, "cutout", Meta(x), 4, gen(student, 0), want=((6, 3, 9, 7), torch.float32))
 
 
 # --------------------------------------------------------------------------- mixup
@@ -439,6 +533,13 @@ def test_cutmix_hidden(student):
 def test_cutmix_batched(student):
     check_batched(student, "cutmix", lambda n: (*mix_args(n, 0.5), gen(student, 0)),
                   "one (N, H, W) box mask from arange(H), arange(W) and the centres, then torch.where")
+
+
+@block("cutmix-tests", deny=CUTMIX_DENY)
+def test_cutmix_any_device(student):
+    x, y, _, perm = mix_args(6, 0.5)
+    check_any_device(student, "cutmix", Meta(x), Meta(y), 0.5, Meta(perm), gen(student, 0), pair=True,
+                     want=[((6, 3, 6, 6), torch.float32), ((6, 10), torch.float32)])
 
 
 # --------------------------------------------------------------------------- train_transform

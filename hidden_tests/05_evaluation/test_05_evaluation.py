@@ -7,7 +7,8 @@ here, at call time. Models handed to grad_cam and fgsm are built inside the sand
 constructors and loaded with weights made here, so the reference runs on the same weights;
 their state (weights, parameter gradients, modes, hooks) is read back after the calls. Each test
 decides the points of one test cell of the notebook (`@block`); the deny-lists make the
-references the specs forbid absent from the student's process.
+references the specs forbid absent from the student's process. FGSM's result must be on x's
+device: that is checked with the model and tensors on the "meta" device (no GPU here).
 """
 import copy
 import warnings
@@ -504,3 +505,30 @@ def test_fgsm_leaves_the_model_alone(student):
     under_no_grad(student, student.fgsm)(net_bn, x, y, 0.05)
     _check_model_untouched(student, bn, net_bn, "fgsm(model with BatchNorm, x, y, 0.05) inside torch.no_grad()",
                            kept_in_eval=True)
+
+
+@block("fgsm-tests", deny=["helpers.explain.fgsm_attack", "helpers.explain._loss_gradient_sign"])
+def test_fgsm_any_device(student):
+    """x_adv on x's device (the spec), with the model, x and y on a device other than the CPU.
+
+    There is no GPU here, so they go to the "meta" device, which has shapes and dtypes but no data: mixing
+    a meta tensor with a CPU tensor, or copying one to the CPU, raises, as code that leaves the GPU would
+    fail or return a CPU tensor there. Meta tensors cannot cross the boundary: the call is chained in the
+    sandbox with map() and only (device, shape, dtype) of the result comes back.
+    """
+    mk = student.make
+    _, net, x, y = _fgsm_setup(student)
+    net.to("meta")
+    to_meta = mk("operator.methodcaller", "to", "meta")
+    results = mk("builtins.map", student.fgsm, [net], mk("builtins.map", to_meta, [x]),
+                 mk("builtins.map", to_meta, [y]), [0.1])
+    describe = mk("operator.attrgetter", "device", "shape", "dtype")
+    try:
+        (kind,) = mk("builtins.list", mk("builtins.map", describe, results))
+    except StudentError as exc:
+        raise AssertionError(f"fgsm(model, x, y, 0.1) with the model, x and y on a device other than the CPU (the meta "
+                             f"device stands in for a GPU here) failed: {exc}; keep every tensor on x's device (no "
+                             ".cpu(), no tensors made without device=x.device)") from None
+    checks.check(tuple(kind) == (torch.device("meta"), (5, 3, 8, 8), torch.float32),
+                 f"fgsm with x on a device other than the CPU: expected (device, shape, dtype) (meta, (5, 3, 8, 8), "
+                 f"torch.float32), got {kind}; return the result on x's device, with x's dtype")

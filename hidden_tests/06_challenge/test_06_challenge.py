@@ -7,21 +7,29 @@ run from the course's own copy of that cell, in both run modes (COURSE_FAST is s
 the worker). The submitted checkpoints are only read inside the sandbox, by helpers' weights-only
 loader; what comes back here is data, and the rebuilt model runs there. The model scores
 (`model-score`, `cifar100-score`) are not decided here: helpers/grading/score.py computes them.
+
+The answers are tied to the submitted work: a checkpoint records the completed recipe it was
+trained with and the data it was trained on (helpers.checkpoint.dataset_fingerprint). Where a
+readable checkpoint exists, `challenge_recipe()` / `cifar100_recipe()`, called in the run mode the
+model was trained in, must return exactly its recorded recipe, and every `ablation_changes()`
+entry must change that recipe. The saved-model blocks refuse a model trained on other data than
+the training split the grader holds (testsets.verified_testset(...).train_digest: CIFAR-10 /
+CIFAR-100 where configured, else the generated dataset), and one that is not the model of its
+recorded recipe.
 """
 import contextlib
 import functools
-import io
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
-import helpers
 from helpers import checks
 from helpers.config import PROJECT_ROOT, fast_mode
 from helpers.evaluate import to_model_input
-from helpers.grading.challenge import CHECKPOINT_NAME, CIFAR100_CHECKPOINT_NAME, check_mean_std
+from helpers.grading.challenge import (
+    CHECKPOINT_NAME, CIFAR100_CHECKPOINT_NAME, check_mean_std, dataset_problem, model_for_classes, recipe_differences,
+)
 from helpers.grading.harness import block
 from helpers.grading.harness.session import Remote
 from helpers.models import model_names
@@ -43,17 +51,35 @@ def plain(value, name: str, what: str):
 @functools.lru_cache(maxsize=1)
 def given():
     """The notebook's read-only `recipe-given` cell, run here from the course's copy (release, else source)."""
+    from helpers.grading.challenge import given_namespace
     for folder in ("release", "source"):
         path = PROJECT_ROOT / folder / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         if path.is_file():
             break
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    cell = next(c for c in nb["cells"]
-                if (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == "recipe-given")
-    namespace = {"__name__": "recipe_given", "json": json, "np": np, "torch": torch, "helpers": helpers, "Path": Path}
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints the model names
-        exec(compile("".join(cell["source"]), f"{path.name}:recipe-given", "exec"), namespace)
-    return namespace
+    return given_namespace(path)
+
+
+@functools.lru_cache(maxsize=2)
+def graded_data(dataset: str):
+    """The grader's verified data of `dataset` (its training-split digest is what a model must be trained
+    on): CIFAR-10 / CIFAR-100 where configured, else the generated dataset, in this run mode."""
+    from helpers.grading.testsets import verified_testset
+    try:
+        return verified_testset(dataset, allow_synthetic=True)
+    except Exception as exc:  # noqa: BLE001 - the grader's problem: say so in every student's reason
+        raise AssertionError(f"the grader could not load trusted {dataset} data to compare with: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def record_of(student, name: str) -> dict | None:
+    """The plain fields of the submitted checkpoint `name` (read in the sandbox), or None when there is
+    no readable one (the saved-model block says why)."""
+    if student.make("os.path.isfile", name) is not True or student.make("os.path.islink", name) is not False:
+        return None
+    record = student.make("helpers.grading.challenge.checkpoint_record", name)
+    if not isinstance(record, dict) or record.get("error"):
+        return None
+    return record
 
 
 def complete(recipe, name: str) -> dict:
@@ -98,6 +124,26 @@ def same(a, b) -> bool:
 
 # ----------------------------------------------------------------------------- recipes
 
+def check_recipe_trained(student, fn_name: str, checkpoint: str) -> None:
+    """`fn_name()`, in the run mode the submitted model was trained in, returns its recorded recipe."""
+    record = record_of(student, checkpoint)
+    if record is None:
+        return  # no readable checkpoint: nothing to compare with (the saved-model block fails instead)
+    call = f"{fn_name}()"
+    recorded = record.get("recipe")
+    checks.check(isinstance(recorded, dict),
+                 f"{call}: {checkpoint} does not record the recipe it was trained with (saved by an older version "
+                 "of helpers, or not by the notebook's save cell); run the training and save cells again")
+    reduced = bool((record.get("dataset") or {}).get("reduced"))
+    mode = "reduced mode" if reduced else "full mode"
+    with run_mode(student, reduced):
+        recipe = plain(getattr(student, fn_name)(), f"{call} in {mode}", "a dict")
+    full = complete(recipe, f"{call} in {mode}")
+    diff = recipe_differences(full, recorded)
+    checks.check(not diff, f"{call} in {mode} is not the recipe {checkpoint} was trained with ({diff}); return the "
+                 "recipe you trained the submitted model with, or retrain with this one and save again")
+
+
 def check_recipe(student, fn_name: str, num_classes: int) -> None:
     """The checks of the recipe test cells (visible and formerly hidden) for `fn_name`."""
     fn = getattr(student, fn_name)
@@ -131,14 +177,24 @@ def test_challenge_recipe(student):
     check_recipe(student, "challenge_recipe", 10)
 
 
+@block("challenge_recipe-tests")
+def test_challenge_recipe_is_what_the_model_was_trained_with(student):
+    check_recipe_trained(student, "challenge_recipe", CHECKPOINT_NAME)
+
+
 @block("cifar100_recipe-tests")
 def test_cifar100_recipe(student):
     check_recipe(student, "cifar100_recipe", 100)  # built for 100 classes even where the data fell back to 10
 
 
+@block("cifar100_recipe-tests")
+def test_cifar100_recipe_is_what_the_model_was_trained_with(student):
+    check_recipe_trained(student, "cifar100_recipe", CIFAR100_CHECKPOINT_NAME)
+
+
 # ----------------------------------------------------------------------------- saved models
 
-def check_saved_model(student, name: str, datasets: tuple, what: str) -> None:
+def check_saved_model(student, name: str, dataset: str, what: str) -> None:
     """The submitted checkpoint `name`, read in the sandbox with helpers' weights-only loader."""
     checks.check(student.make("os.path.isfile", name) is True,
                  f"{name}: expected the saved model beside the submitted notebook, found no such file; run the "
@@ -154,31 +210,42 @@ def check_saved_model(student, name: str, datasets: tuple, what: str) -> None:
     checks.check(isinstance(ckpt, dict), f"{name}: expected a course checkpoint, got {type(ckpt).__name__}")
     problem = check_mean_std(ckpt.get("mean"), ckpt.get("std"))
     checks.check(problem is None, f"{name}: {problem}")
-    extra = ckpt.get("extra") if isinstance(ckpt.get("extra"), dict) else {}
-    dataset = extra.get("dataset")
-    checks.check(dataset in datasets, f"{name}: expected a model trained on {datasets[0]}, got one trained on "
-                 f"{dataset!r}")
+    expected = graded_data(dataset)
+    problem = dataset_problem(ckpt.get("dataset"), expected)
+    checks.check(problem is None, f"{name}: {problem}")
     spec = ckpt.get("model") if isinstance(ckpt.get("model"), dict) else {}
     checks.check(spec.get("name") in model_names(), f"{name}: model {spec.get('name')!r} is not one of helpers.models, "
                  "so the grader cannot rebuild it")
+    classes = expected.num_classes
+    recipe = ckpt.get("recipe")
+    entry = recipe.get("model") if isinstance(recipe, dict) else None
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        try:
+            want_name, want_kwargs = model_for_classes(entry, classes)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            want_name, want_kwargs = entry["name"], None
+        same_model = (spec.get("name") == want_name
+                      and json.loads(json.dumps(spec.get("kwargs") or {})) == want_kwargs)
+        checks.check(same_model, f"{name}: holds a {spec.get('name')!r} model, but not the one its recorded recipe "
+                     f"builds ({want_name!r} with the recipe's arguments, for {classes} classes): save the model you "
+                     "trained with that recipe")
     model = student.make("helpers.checkpoint.rebuild_model", name)  # from the registry name, then the weights
-    classes = 100 if dataset == "cifar100" else 10
     images = np.random.default_rng(6).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
     x = to_model_input(images, ckpt["mean"], ckpt["std"])
     out = plain(student.make("torch.no_grad")(model)(x), f"the saved {what} model's output", "a tensor")
     checks.check_shape(out, (2, classes), f"the saved {what} model's output for 2 images",
-                       hint=f"one score for each of the {classes} classes of {dataset}")
+                       hint=f"one score for each of the {classes} classes of {expected.name}")
     checks.check(bool(torch.isfinite(torch.as_tensor(out)).all()), f"{name}: the saved model outputs NaN or inf")
 
 
 @block("saved_model-tests")
 def test_saved_model(student):
-    check_saved_model(student, CHECKPOINT_NAME, ("cifar10", "synthetic"), "CIFAR-10")
+    check_saved_model(student, CHECKPOINT_NAME, "cifar10", "CIFAR-10")
 
 
 @block("saved_cifar100_model-tests")
 def test_saved_cifar100_model(student):
-    check_saved_model(student, CIFAR100_CHECKPOINT_NAME, ("cifar100", "synthetic"), "CIFAR-100")
+    check_saved_model(student, CIFAR100_CHECKPOINT_NAME, "cifar100", "CIFAR-100")
 
 
 # ----------------------------------------------------------------------------- ablation_changes
@@ -207,6 +274,23 @@ def test_ablation_changes(student):
                          f"expected at most 1,000,000 parameters, got {params:,}")
         checks.check(not fast or "epochs" not in change or change["epochs"] <= FAST_LIMITS[0],
                      f"ablation_changes()[{label!r}] in reduced mode: expected at most 5 epochs")
+
+
+@block("ablation_changes-tests")
+def test_ablation_changes_change_the_trained_recipe(student):
+    record = record_of(student, CHECKPOINT_NAME)
+    if record is None or not isinstance(record.get("recipe"), dict):
+        return  # nothing recorded to ablate (challenge_recipe-tests and saved_model-tests say why)
+    recorded = record["recipe"]
+    changes = plain(student.ablation_changes(), "ablation_changes()", "a dict")
+    checks.check(isinstance(changes, dict), f"ablation_changes(): expected a dict, got {type(changes).__name__}")
+    for label, change in changes.items():
+        checks.check(isinstance(change, dict), f"ablation_changes()[{label!r}]: expected a dict, got {change!r}"[:300])
+        changed = complete({**recorded, **change}, f"ablation_changes()[{label!r}]")
+        checks.check(recipe_differences(changed, recorded) != "",
+                     f"ablation_changes()[{label!r}] changes nothing: {CHECKPOINT_NAME} was trained with "
+                     f"{', '.join(f'{k}={recorded.get(k)!r}' for k in change)} already; ablate something your "
+                     "recipe does")
 
 
 # ----------------------------------------------------------------------------- worst_classes

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers.config import PROJECT_ROOT
 from helpers.grading import challenge
@@ -66,8 +67,52 @@ def test_another_arrangement_is_not_the_same_model():
     assert not matches(fp_of("layers", layers=deeper), reference)  # a layer more
     assert not matches(fp_of("resnet18"), fp_of("se_resnet"))  # SE blocks add layers
     assert not matches(fp_of("mlp", hidden=(128, 256)), fp_of("mlp"))
-    # kinds in another order
-    assert not matches([("conv", 8), ("act", None), ("norm", 8)], [("conv", 8), ("norm", 8), ("act", None)])
+    assert not matches([("conv", 8), ("linear", 10)], [("conv", 8), ("conv", 8), ("linear", 10)])
+    assert not matches([("conv", 8), ("conv", 16)], [("conv", 8), ("linear", 16)])  # another kind of layer
+
+
+class HandWrittenFastNet(torch.nn.Module):
+    """FastNet's weights as bare parameters used with functional calls (registered in a shuffled order),
+    with one child that does nothing: no layer of it is a Conv2d, and its only leaf is an Identity."""
+
+    def __init__(self, scale=1.0):
+        super().__init__()
+        widths = [round(64 * scale), round(256 * scale), round(256 * scale)]
+        shapes = [(24, 3, 2, 2)]
+        c = 24
+        for w in widths:
+            shapes += [(w, c, 3, 3), (w, w, 3, 3)]
+            c = w
+        order = [3, 0, 6, 1, 5, 2, 4]
+        self.weights = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(shapes[i]) * 0.01) for i in order])
+        self.order = order
+        self.head = torch.nn.Parameter(torch.zeros(10, c))
+        self.nothing = torch.nn.Identity()
+
+    def forward(self, x):
+        w = [self.weights[self.order.index(i)] for i in range(7)]
+        x = F.gelu(F.conv2d(self.nothing(x), w[0]))
+        for i in range(3):
+            x = F.gelu(F.batch_norm(F.max_pool2d(F.conv2d(x, w[1 + 2 * i], padding=1), 2), None, None, training=True))
+            x = F.gelu(F.conv2d(x, w[2 + 2 * i], padding=1))
+        return F.linear(x.mean((2, 3)), self.head)
+
+
+@pytest.mark.parametrize("case", ["relu after each pool", "no batchnorm", "functional", "functional, 20% wider"])
+def test_small_changes_and_rewrites_by_hand_are_the_same_model(case):
+    """What a student might try to escape the cap: parameter-free layers added or moved, the
+    normalization dropped, the whole network written with functional calls."""
+    if case == "relu after each pool":
+        layers = []
+        for layer in fastnet_as_layers():
+            layers += [layer, {"type": "relu"}] if layer["type"] == "maxpool" else [layer]
+        fp = fp_of("layers", layers=layers)
+    elif case == "no batchnorm":
+        fp = fp_of("layers", layers=[layer for layer in fastnet_as_layers() if layer["type"] != "bn"])
+    else:
+        fp = fingerprint(HandWrittenFastNet(1.2 if "wider" in case else 1.0))
+    assert fp != fp_of("fastnet")
+    assert challenge.match_reference(fp, 10) == "the handed-out fastnet", describe(fp)
 
 
 def test_activations_and_dropout_do_not_make_a_new_design():
@@ -96,7 +141,7 @@ def test_zoo_models_are_references_for_the_classes_graded():
     assert challenge.match_reference(fp_of("se_resnet", num_classes=100), 100) == "the zoo model se_resnet"
     assert challenge.match_reference(fp_of("mlp", num_classes=10), 10) == "the zoo model mlp"
     assert challenge.match_reference(fp_of("transfer_resnet18", num_classes=10, pretrained=False), 10) \
-        == "the zoo model transfer_resnet18"
+        == "the handed-out resnet18"  # a ResNet-18 under another name
     labels = [label for label, _ in challenge.reference_fingerprints(10)]
     assert len(labels) == len(set(labels)) and "the zoo model layers" not in labels
 

@@ -14,7 +14,7 @@ What the challenge rewards (the rules the grader applies, in one place):
   to a model trained on other data than the data it is graded on;
 - a model whose architecture matches a handed-out or ready-made design (HANDED_OUT, then every
   zoo model of `helpers.models`; `helpers.grading.fingerprint`: the same layer kinds in the same
-  order, every width within 25%) earns at most CAP_FRACTION of the model points, whatever its
+  order, or the same convolutions and linear layers in the same order, every width within 25%) earns at most CAP_FRACTION of the model points, whatever its
   accuracy: the top tiers need the student's own design.
 """
 from __future__ import annotations

@@ -11,6 +11,8 @@ CUDA mode (a GPU is present):
   (b) ResNet-18 seconds per epoch, conventional vs fit() (target ratio >= 4), and ResNet-18
       trained with fit() to test accuracy (target >= 93% in < 60 s).
 CPU mode: (b)'s comparison on a small model and a subset (--model, --images), in a few minutes.
+Both modes: (c) the time fit() spends in MLflow tracking calls per epoch and its share of the
+epoch (target <= 1%), measured directly (helpers.tracking.Tracker times every call).
 The last line holds the headline figures.
 
     PYTHONPATH=. python benchmarks/train_speed.py [--data PATH] [--seeds 5] [--device cpu]
@@ -31,7 +33,7 @@ from helpers.evaluate import predict
 from helpers.models import build_model
 from helpers.split import stratified_subset
 from helpers.train import fit, init_from_data, make_loaders, make_optimizer
-from helpers.train_cli import settings_for
+from helpers.recipes import settings_for
 
 from conventional import conventional_loader  # beside this script: the shared baseline
 
@@ -138,6 +140,36 @@ def compare(data, model_name: str, rounds: int, device, workers: int, fit_batche
     return medians
 
 
+def tracking_cost(data, model_name: str, device, epochs: int = 3) -> str:
+    """(c) fit() logging to a temporary local MLflow store: the seconds spent in tracking calls per
+    epoch, timed call by call, against the epoch's seconds; returns the headline part."""
+    import tempfile
+
+    from helpers.tracking import Tracker
+    from helpers.train import resolve_config
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        print("\n(c) tracking: MLflow is not installed, nothing to measure")
+        return "tracking n/a"
+    train, val, _, _ = make_loaders(data, batch_size=512, val_fraction=0.1, device=device)
+    torch.manual_seed(0)
+    model = build_model(model_name, num_classes=data.num_classes)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = resolve_config(model, train, val, epochs=epochs, track=True)
+        config.tracking.root, config.name = tmp, "train_speed"
+        tracker = Tracker().start(config)
+        history = fit(model, train, val, config, progress=False, track=tracker)
+        tracker.end()
+    per_epoch = statistics.mean(tracker.epoch_seconds)
+    epoch = statistics.mean(row["seconds"] for row in history)
+    share = 100 * per_epoch / epoch
+    print(f"\n(c) MLflow tracking in fit(), {model_name}, {epochs} epochs: {1000 * per_epoch:.1f} ms of tracking "
+          f"calls per epoch ({', '.join(f'{1000 * t:.1f}' for t in tracker.epoch_seconds)} ms) against "
+          f"{epoch:.2f} s per epoch = {share:.2f}% (target <= 1%); start and params {1000 * (tracker.seconds - sum(tracker.epoch_seconds)):.0f} ms once")
+    return f"tracking {1000 * per_epoch:.1f} ms/epoch = {share:.2f}%"
+
+
 # --------------------------------------------------------------------------- CUDA-only parts
 
 def fastnet_runs(data, seeds: int, device, compile: bool = False) -> tuple[list[float], list[float]]:
@@ -226,6 +258,7 @@ def main() -> None:
         ratio = per_epoch["conventional"] / per_epoch["fit, batch 512"]
         acc, seconds = resnet18_run(data, args.resnet_epochs, device, args.compile)
         print(f"  resnet18 with fit(), {args.resnet_epochs} epochs: test acc {acc:.4f} in {seconds:.1f} s")
+        tracked = tracking_cost(sub, args.model or "resnet18", device)
         print(f"HEADLINE cuda {machine}: fastnet {100 * acc_mean:.2f}±{100 * acc_std:.2f}% "
               f"in {sec_mean:.2f}±{sec_std:.2f} s "
               f"({args.seeds} seeds) | resnet18 s/epoch conventional {per_epoch['conventional']:.2f} vs fit "
@@ -237,10 +270,11 @@ def main() -> None:
         model = args.model or "fiveconv_bn"
         per_epoch = compare(data, model, args.rounds, device, workers, [128, 512])
         conv = per_epoch["conventional"]
+        tracked = tracking_cost(data, model, device)
         print(f"HEADLINE cpu: {model} on {len(data.train_labels):,} {data.name} images, s/epoch conventional "
               f"({workers} workers) {conv:.2f} | fit batch 128 {per_epoch['fit, batch 128']:.2f} "
               f"= {conv / per_epoch['fit, batch 128']:.2f}x | fit batch 512 {per_epoch['fit, batch 512']:.2f} "
-              f"= {conv / per_epoch['fit, batch 512']:.2f}x")
+              f"= {conv / per_epoch['fit, batch 512']:.2f}x | {tracked}")
 
 
 if __name__ == "__main__":

@@ -132,12 +132,19 @@ def dataset_fingerprint(data) -> dict:
 
 # --------------------------------------------------------------------------- save
 
+def _config_dict(config) -> dict:
+    """A run's config as a dict: a TrainConfig (helpers.train_config) becomes its nested dicts."""
+    import dataclasses
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+
+
 def save_checkpoint(path, model: nn.Module, *, optimizer=None, scheduler=None, history=None, config=None,
                     epoch: int | None = None, extra=None, mean=None, std=None, state_dict=None,
                     recipe=None, dataset=None) -> Path:
     """Write a checkpoint of `model` to `path` atomically; returns the path.
 
-    `state_dict` replaces model.state_dict() (fit passes the EMA weights here). `recipe` (a plain
+    `state_dict` replaces model.state_dict() (fit passes the EMA weights here). `config`: the run's
+    TrainConfig (or a dict), stored as nested dicts (fit stores the complete one). `recipe` (a plain
     dict: how the model was trained) and `dataset` (`dataset_fingerprint(data)` of the data it
     was trained on) are stored as the fields of the same names. A failed write (a full disk, say)
     raises CheckpointError and leaves any earlier file at `path` untouched.
@@ -153,7 +160,7 @@ def save_checkpoint(path, model: nn.Module, *, optimizer=None, scheduler=None, h
         "optimizer": _plain(optimizer.state_dict(), "optimizer state") if optimizer is not None else None,
         "scheduler": _plain(scheduler.state_dict(), "scheduler state") if scheduler is not None else None,
         "history": _plain([dict(row) for row in history], "history") if history is not None else None,
-        "config": _plain(dict(config), "config") if config is not None else None,
+        "config": _plain(_config_dict(config), "config") if config is not None else None,
         "epoch": None if epoch is None else int(epoch),
         "mean": None if mean is None else [float(m) for m in torch.as_tensor(mean).flatten()],
         "std": None if std is None else [float(s) for s in torch.as_tensor(std).flatten()],

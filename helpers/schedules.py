@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from .recipes import DEFAULT_WARMUP  # noqa: F401  (re-exported: the schedules' default warmups)
+
 ONECYCLE_START = 1 / 25  # OneCycleLR begins at max_lr / div_factor, with div_factor = 25
 
 
@@ -59,9 +61,6 @@ def constant(step: int, total: int, warmup: int = 0) -> float:
 
 
 SCHEDULES = {"onecycle": onecycle, "cosine": cosine, "linear": linear, "constant": constant}
-
-# Warmup as a fraction of all steps when none is given (OneCycleLR's pct_start is 0.3).
-DEFAULT_WARMUP = {"onecycle": 0.3, "cosine": 0.05, "linear": 0.2, "constant": 0.0}
 
 
 def multiplier(name: str, step: int, total: int, warmup: int = 0) -> float:

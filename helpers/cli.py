@@ -14,6 +14,9 @@ COMMANDS = {
     "demo": ("helpers.demo", "run the course's main job end to end on the data available"),
     "train": ("helpers.train_cli", "train a registry model and write checkpoint, metrics.json and curves"),
     "grade": ("helpers.grading.cli", "score students' checkpoints outside their kernels and fill the gradebook"),
+    "predict": ("helpers.predict_cli", "a checkpoint's predictions for an image folder, a .tar.gz or a dataset split"),
+    "calibrate": ("helpers.calibrate_cli", "fit a temperature on the validation split and store it in the checkpoint"),
+    "serve": ("helpers.serve", "serve a checkpoint over HTTP: a prediction API and a web page (needs fastapi, uvicorn)"),
 }
 
 

@@ -3,13 +3,14 @@
 Both need gradients with respect to the input or an inner activation, so they run with
 autograd on (even when called under `torch.no_grad()`), in fp32, with the model in eval mode;
 they never touch the parameters' `.grad` and restore the model's train/eval modes afterwards.
+Normalization, eval mode and the forward passes come from helpers.inference (the one inference path).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .evaluate import _tensor, eval_mode, model_device, to_model_input
+from .inference import as_tensor, eval_mode, forward, model_device, normalize, normalize_pixels
 
 
 # ------------------------------------------------------------------------------ FGSM
@@ -17,11 +18,10 @@ from .evaluate import _tensor, eval_mode, model_device, to_model_input
 def _pixel_units(x: torch.Tensor, mean=None, std=None):
     """(scale, low, high) per channel: one pixel unit in normalized units, and the normalized
     values of pixel 0 and 1. Without mean/std, x is taken to be in [0, 1] pixel units."""
-    channels = x.shape[1]
-    mean = torch.as_tensor(mean if mean is not None else [0.0] * channels, dtype=x.dtype, device=x.device)
-    std = torch.as_tensor(std if std is not None else [1.0] * channels, dtype=x.dtype, device=x.device)
-    mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-    return 1.0 / std, (0.0 - mean) / std, (1.0 - mean) / std
+    shape = (1, x.shape[1], 1, 1)
+    low = normalize_pixels(torch.zeros(shape, dtype=x.dtype, device=x.device), mean, std)
+    high = normalize_pixels(torch.ones(shape, dtype=x.dtype, device=x.device), mean, std)
+    return high - low, low, high
 
 
 def _loss_gradient_sign(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -48,7 +48,7 @@ def fgsm_attack(model, x: torch.Tensor, y, eps: float, mean=None, std=None) -> t
     units) convert it to the normalized space and clip the result to valid pixels.
     """
     device = model_device(model)
-    x, y = x.to(device), _tensor(y).long().to(device)
+    x, y = x.to(device), as_tensor(y).long().to(device)
     with eval_mode(model):
         sign = _loss_gradient_sign(model, x, y)
     return _step(x.detach(), sign, eps, _pixel_units(x, mean, std))
@@ -61,17 +61,17 @@ def fgsm_accuracy(model, x, y, epsilons, mean=None, std=None, batch_size: int = 
     is computed once per batch and reused for every eps.
     """
     device = model_device(model)
-    y = _tensor(y).long()
+    y = as_tensor(y).long()
     correct = [0] * len(epsilons)
     with eval_mode(model):
         for start in range(0, len(y), batch_size):
-            xb = to_model_input(x[start:start + batch_size], mean, std, device)
+            xb = normalize(x[start:start + batch_size], mean, std, device)
             yb = y[start:start + batch_size].to(device)
             sign = _loss_gradient_sign(model, xb, yb)
             units = _pixel_units(xb, mean, std)
             with torch.no_grad():
                 for i, eps in enumerate(epsilons):
-                    pred = model(_step(xb, sign, eps, units)).argmax(dim=1)
+                    pred = forward(model, _step(xb, sign, eps, units), amp=False).argmax(dim=1)
                     correct[i] += int((pred == yb).sum())
     return [c / max(len(y), 1) for c in correct]
 

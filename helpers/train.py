@@ -1,5 +1,8 @@
 """`fit`: the course's training loop, fast on a GPU and the same code on a CPU.
 
+A run is described by a `TrainConfig` (helpers.train_config; fit's keyword arguments are folded
+into one) and carried by a `TrainState` (helpers.train_state) whose state_dict is the checkpoint.
+
 The speed comes from what the loop does not do: no per-step host synchronization (loss and
 accuracy are summed as device tensors and read once per epoch), no worker processes (the
 GpuLoader keeps the data on the device), bf16 autocast and channels_last on CUDA, cuDNN
@@ -18,17 +21,19 @@ from torch import nn
 
 from .amp import amp_dtype, autocast, is_oom, oom_message, synchronize
 from .augment import mix_transform
-from .checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint
 from .config import pick_device, seed_everything
 from .ema import EMA
-from .evaluate import _tta_views, eval_mode, to_model_input
+from .inference import eval_mode, forward, normalize
 from .history import History
 from .loader import GpuLoader
 from .progress import Progress
-from .schedules import DEFAULT_WARMUP, SCHEDULES, make_scheduler
+from .recipes import DEFAULT_LR, GENERAL  # DEFAULT_LR: notebooks import it from here
+from .schedules import make_scheduler
 from .split import channel_mean_std, train_val_split
-
-DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
+from .tracking import start_tracking
+from .train_config import TrainConfig, check, complete, from_keywords, optim_config_of, to_dict
+from .train_state import EarlyStopping, TrainState
 
 
 class TrainingError(RuntimeError):
@@ -37,8 +42,8 @@ class TrainingError(RuntimeError):
 
 # --------------------------------------------------------------------------- data
 
-def make_loaders(data, *, batch_size: int = 512, val_fraction: float = 0.1, seed: int = 0, device=None,
-                 crop_padding: int = 4, flip: bool = True, cutout: int = 0):
+def make_loaders(data, *, batch_size: int = GENERAL["batch_size"], val_fraction: float = 0.1, seed: int = 0, device=None,
+                 crop_padding: int = GENERAL["crop_padding"], flip: bool = True, cutout: int = 0):
     """(train_loader, val_loader, mean, std) from an ImageData's training split.
 
     The stratified validation split is made before any augmentation, and mean/std come from
@@ -70,7 +75,7 @@ def init_from_data(model: nn.Module, images, mean, std, max_images: int = 5000) 
     target = getattr(model, "_orig_mod", model)
     if isinstance(target, FastNet):
         device = next(target.parameters()).device
-        init_whitening(target, to_model_input(images[:max_images], mean, std, device))
+        init_whitening(target, normalize(images[:max_images], mean, std, device))
     return model
 
 
@@ -80,7 +85,7 @@ def init_from_data(model: nn.Module, images, mean, std, max_images: int = 5000) 
 def evaluate_loader(model: nn.Module, loader, device=None, amp=None, tta=False) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` over a loader; one host synchronization in all.
 
-    `tta`: False, True/"flip" or "translate" (see helpers.evaluate.predict).
+    `tta`: False, True/"flip" or "translate"; the forward pass is helpers.inference.forward's.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = amp_dtype(device, amp)
@@ -90,9 +95,7 @@ def evaluate_loader(model: nn.Module, loader, device=None, amp=None, tta=False) 
     with eval_mode(model):
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast(device, dtype):
-                views = _tta_views(x, tta)
-                logits = sum(model(v).float() for v in views) / len(views)
+            logits = forward(model, x, tta, dtype)
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
@@ -103,8 +106,9 @@ def evaluate_loader(model: nn.Module, loader, device=None, amp=None, tta=False) 
 
 # --------------------------------------------------------------------------- training
 
-def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9, nesterov: bool = True,
-                   weight_decay: float = 5e-4, norm_bias_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = GENERAL["momentum"],
+                   nesterov: bool = True, weight_decay: float = GENERAL["weight_decay"],
+                   norm_bias_lr_scale: float = 1.0) -> torch.optim.Optimizer:
     """SGD (with momentum, Nesterov by default), Adam or AdamW over the trainable parameters.
 
     norm_bias_lr_scale > 1 gives BatchNorm biases a larger learning rate (with the weight decay
@@ -136,37 +140,37 @@ def _num_classes(model: nn.Module) -> int:
     return linears[-1].out_features
 
 
-def _train_epoch(net, model, loader, optimizer, scheduler, scaler, criterion, mix, ema, grad_clip,
-                 device, dtype, progress):
+def _train_epoch(net, state: TrainState, loader, progress):
     """One pass over `loader`; returns (loss sum, correct count) as device tensors, and images seen."""
     net.train()
+    device, optimizer, scaler, grad_clip = state.device, state.optimizer, state.scaler, state.grad_clip
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         target = y
-        if mix is not None:
-            x, target = mix(x, y)  # soft targets; accuracy is still counted against y
-        with autocast(device, dtype):
+        if state.mix is not None:
+            x, target = state.mix(x, y)  # soft targets; accuracy is still counted against y
+        with autocast(device, state.dtype):
             logits = net(x)
-            loss = criterion(logits, target)
+            loss = state.criterion(logits, target)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
             if grad_clip:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                nn.utils.clip_grad_norm_(state.model.parameters(), grad_clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
             if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                nn.utils.clip_grad_norm_(state.model.parameters(), grad_clip)
             optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update(model)
+        state.scheduler.step()
+        if state.ema is not None:
+            state.ema.update(state.model)
         loss_sum += loss.detach().float() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
@@ -174,172 +178,170 @@ def _train_epoch(net, model, loader, optimizer, scheduler, scaler, criterion, mi
     return loss_sum, correct, seen
 
 
-def fit(model: nn.Module, train, val=None, *, epochs: int, optimizer="sgd", lr: float | None = None,
-        momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4, schedule: str = "onecycle",
-        warmup: float | None = None, label_smoothing: float = 0.0, grad_clip: float | None = None,
-        mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, early_stopping: int | None = None,
-        min_delta: float = 0.0, ema: float | None = None, tta=False, device=None, amp=None,
-        channels_last: bool | None = None, compile: bool = False, seed: int = 0, progress: bool = True,
-        live_plot: bool = False, checkpoint=None, resume=None, num_classes: int | None = None) -> History:
-    """Train `model` on `train` for `epochs`, validating on `val` after each epoch; returns History.
+def _run_epoch(net, state: TrainState, train, val, config: TrainConfig, display):
+    """Train one epoch and validate: (the history row, None), or (None, the TrainingError to raise)
+    when the loss diverged or the GPU ran out of memory (returned, not raised, so the failed
+    batch's tensors are freed with this frame)."""
+    epoch = state.epoch
+    if hasattr(train, "set_epoch"):
+        train.set_epoch(epoch)
+    display.start_epoch(epoch + 1)
+    phase = "training"
+    try:
+        synchronize(state.device)
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = _train_epoch(net, state, train, display)
+        synchronize(state.device)
+        train_seconds = time.perf_counter() - t0
+        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+        if not math.isfinite(train_loss):
+            return None, TrainingError(
+                f"the training loss became {train_loss} in epoch {epoch + 1}: the weights diverged. "
+                f"Try a lower learning rate (peak lr is {config.optim.lr}), grad_clip=1.0, or a warmup; "
+                "check the inputs for NaN.")
+        phase = "validation"
+        val_loss = val_acc = None
+        if val is not None:
+            evaluated = state.ema.module if state.ema is not None else net
+            amp = {"off": False, "auto": None}.get(config.precision.amp, config.precision.amp)
+            tta = False if config.augment.tta == "off" else config.augment.tta
+            val_loss, val_acc = evaluate_loader(evaluated, val, state.device, amp, tta)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        return None, TrainingError(oom_message(config.data.batch_size, phase, exc, state.dtype is not None))
+    return {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+            "val_acc": val_acc, "lr": state.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+            "images_per_s": seen / train_seconds}, None
 
-    `train`/`val`: GpuLoaders (see make_loaders) or any re-iterable of (images, labels) batches
-    with a length. `lr`: peak learning rate (default 0.1 for SGD, 1e-3 for Adam/AdamW);
-    `warmup`: fraction of all steps (default per schedule, see helpers.schedules);
-    `early_stopping`: patience in epochs on val accuracy (improvement > min_delta), after which the
-    best epoch's weights are put back; `ema`: decay of a weight average that is evaluated and
-    kept; `amp`: None = bf16 (else fp16) autocast on CUDA, off on CPU; `checkpoint`: path written
-    after every epoch; `resume`: such a path, to continue exactly where it stopped.
+
+def resolve_config(model: nn.Module, train, val=None, config: TrainConfig | None = None, *, track=False,
+                   **settings) -> TrainConfig:
+    """The complete TrainConfig that `fit(model, train, val, config, **settings)` runs, as it records it:
+    the keyword arguments set, the general recipe's defaults filled in (helpers.recipes), and this
+    run's facts: a given optimizer's real settings, the loader's batch size, augmentation and
+    statistics, the model's registry spec, the device and the autocast precision."""
+    if config is None and "epochs" not in settings:
+        raise TypeError("fit() needs epochs=... (or a TrainConfig with schedule.epochs)")
+    optimizer = settings.get("optimizer")
+    if isinstance(optimizer, torch.optim.Optimizer):
+        settings = {k: v for k, v in settings.items() if k != "optimizer"}
+    config = complete(from_keywords(settings, config))
+    if isinstance(optimizer, torch.optim.Optimizer):  # what runs is this optimizer, whatever the settings say
+        config.optim = optim_config_of(optimizer)
+    data, augment, precision = config.data, config.augment, config.precision
+    data.batch_size = getattr(train, "batch_size", data.batch_size)
+    for name in ("crop_padding", "flip", "cutout"):
+        if isinstance(train, GpuLoader):
+            setattr(augment, name, getattr(train, name))
+    for name in ("mean", "std"):
+        if getattr(train, name, None) is not None:
+            setattr(data, name, [float(v) for v in torch.as_tensor(getattr(train, name)).flatten()])
+    spec = getattr(getattr(model, "_orig_mod", model), "_course_spec", None)
+    if config.model.name is None and spec is not None:
+        config.model.name, config.model.kwargs = spec["name"], dict(spec["kwargs"])
+    device = torch.device(precision.device) if precision.device else getattr(train, "device", None) or pick_device()
+    precision.device = str(device)
+    dtype = amp_dtype(device, {"auto": None, "off": False}.get(precision.amp, precision.amp))
+    precision.amp = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "off")
+    precision.channels_last = device.type == "cuda" if precision.channels_last is None else precision.channels_last
+    config.tracking.enabled = bool(config.tracking.enabled or track is True or getattr(track, "enabled", False))
+    check(config)
+    if config.regularization.early_stopping and val is None:
+        raise ValueError("early_stopping watches validation accuracy: pass a val loader")
+    if len(train) == 0:
+        raise ValueError("the training loader yields no batches (fewer images than one batch with drop_last?)")
+    return config
+
+
+def _start(model: nn.Module, config: TrainConfig, optimizer, steps_per_epoch: int) -> TrainState:
+    """A fresh TrainState for `config`: the model on its device, the optimizer (built from config.optim
+    unless one is given), the schedule over all steps, and the grad scaler, EMA, early stopping,
+    loss and MixUp/CutMix the config asks for."""
+    device = torch.device(config.precision.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # autotune convolutions for the fixed batch shape
+    model.to(device)
+    if config.precision.channels_last:
+        model.to(memory_format=torch.channels_last)
+    o, r, a = config.optim, config.regularization, config.augment
+    if optimizer is None:
+        optimizer = make_optimizer(model, o.name, o.lr, o.momentum, o.nesterov, o.weight_decay, o.norm_bias_lr_scale)
+    total = config.schedule.epochs * steps_per_epoch
+    scheduler = make_scheduler(optimizer, config.schedule.name, total, round(config.schedule.warmup * total))
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision.amp)
+    mix = None
+    if a.mixup_alpha > 0 or a.cutmix_alpha > 0:
+        mix = mix_transform(config.data.num_classes or _num_classes(model), a.mixup_alpha, a.cutmix_alpha)
+    return TrainState(model, optimizer, scheduler, ema=EMA(model, r.ema) if r.ema else None,
+                      scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None,
+                      stopper=EarlyStopping(r.early_stopping, r.min_delta) if r.early_stopping else None,
+                      device=device, dtype=dtype, criterion=nn.CrossEntropyLoss(label_smoothing=r.label_smoothing),
+                      mix=mix, grad_clip=r.grad_clip)
+
+
+def _save(state: TrainState, config: TrainConfig) -> None:
+    """Write the checkpoint when the config names one: the state, the config, the data's record."""
+    if config.checkpoint.path is not None:
+        state.save(config.checkpoint.path, config=to_dict(config), mean=config.data.mean, std=config.data.std,
+                   recipe=config.recipe, dataset=config.data.fingerprint)
+
+
+def fit(model: nn.Module, train, val=None, config: TrainConfig | None = None, *, progress: bool = True,
+        live_plot: bool = False, track=False, **settings) -> History:
+    """Train `model` on `train`, validating on `val` after each epoch; returns the History (its
+    `.config` is the complete TrainConfig that ran, also stored in the checkpoint).
+
+    `train`/`val`: GpuLoaders (see make_loaders) or any re-iterable of (images, labels) batches with a
+    length. `config`: a TrainConfig; keyword arguments, as notebooks pass them, set its fields
+    (helpers.train_config.KEYWORDS): epochs, optimizer (a name or an optimizer object), lr (default
+    0.1 for SGD, 1e-3 for Adam/AdamW), momentum, nesterov, weight_decay, schedule, warmup (fraction of
+    all steps), label_smoothing, grad_clip, mixup_alpha, cutmix_alpha, early_stopping (patience on
+    val accuracy; the best epoch's weights are put back), min_delta, ema (decay of a weight average
+    that is evaluated and kept), tta, device, amp (None = bf16, else fp16, on CUDA; off on CPU),
+    channels_last, compile, seed, checkpoint (a path written after every epoch), resume (such a path,
+    to continue exactly where it stopped), num_classes. `track`: log the run to MLflow
+    (helpers.tracking; True, or a Tracker to log into).
     `seed` seeds everything random from here on (data order, augmentation, MixUp, dropout); the
     initial weights were drawn when the model was built, so for a rerun to give the same numbers,
     build it after `seed_everything(seed)` too (as the notebooks and `python -m helpers train` do).
     Afterwards `model` holds the evaluated weights (the EMA or the best epoch's when those are on).
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-    if early_stopping and val is None:
-        raise ValueError("early_stopping watches validation accuracy: pass a val loader")
-    steps_per_epoch = len(train)
-    if steps_per_epoch == 0:
-        raise ValueError("the training loader yields no batches (fewer images than one batch with drop_last?)")
-    device = torch.device(device) if device is not None else getattr(train, "device", None) or pick_device()
-    seed_everything(seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # autotune convolutions for the fixed batch shape
-    dtype = amp_dtype(device, amp)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    net = torch.compile(model) if compile else model
-
-    total_steps = epochs * steps_per_epoch
-    if isinstance(optimizer, torch.optim.Optimizer):
-        opt, opt_name = optimizer, type(optimizer).__name__.lower()
-    else:
-        opt_name = str(optimizer).lower()
-        lr = DEFAULT_LR.get(opt_name, 0.1) if lr is None else lr
-        opt = make_optimizer(model, opt_name, lr, momentum, nesterov, weight_decay)
-    warmup_fraction = DEFAULT_WARMUP[schedule] if warmup is None else warmup
-    scheduler = make_scheduler(opt, schedule, total_steps, round(warmup_fraction * total_steps))
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    averager = EMA(model, ema) if ema else None
-    mix = None
-    if mixup_alpha > 0 or cutmix_alpha > 0:
-        mix = mix_transform(num_classes or _num_classes(model), mixup_alpha, cutmix_alpha)
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    batch_size = getattr(train, "batch_size", None)
-    mean, std = getattr(train, "mean", None), getattr(train, "std", None)
-    config = dict(epochs=epochs, optimizer=opt_name, lr=opt.param_groups[0].get("initial_lr", lr),
-                  momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
-                  warmup=warmup_fraction, label_smoothing=label_smoothing, grad_clip=grad_clip,
-                  mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, early_stopping=early_stopping,
-                  min_delta=min_delta, ema=ema, tta=tta, batch_size=batch_size, seed=seed,
-                  amp=str(dtype).replace("torch.", "") if dtype else "off", channels_last=channels_last,
-                  compile=compile, device=str(device))
-
-    history, start_epoch, best, bad_epochs, stopped = History(), 0, None, 0, False
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        extra = ckpt.get("extra") or {}
-        load_weights(model, {"state_dict": extra.get("train_state_dict") or ckpt["state_dict"]})
-        opt.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and extra.get("scaler"):
-            scaler.load_state_dict(extra["scaler"])
-        if averager is not None and "ema_updates" in extra:
-            averager.module.load_state_dict(ckpt["state_dict"])
-            averager.updates = int(extra["ema_updates"])
-        history = History(ckpt.get("history") or [])
-        start_epoch = int(ckpt.get("epoch") or 0)
-        best, bad_epochs = extra.get("best_val_acc"), int(extra.get("bad_epochs", 0))
-        stopped = bool(extra.get("stopped_early"))
-        if extra.get("rng"):
-            set_rng_state(extra["rng"])
-    best_state = None
-
-    display = Progress(total_steps, epochs, enabled=progress, live_plot=live_plot,
-                       initial=start_epoch * steps_per_epoch)
+    config = resolve_config(model, train, val, config, track=track, **settings)
+    optimizer = settings.get("optimizer") if isinstance(settings.get("optimizer"), torch.optim.Optimizer) else None
+    seed_everything(config.seed)
+    state = _start(model, config, optimizer, steps_per_epoch=len(train))
+    if config.checkpoint.resume is not None:
+        state.load_state_dict(load_checkpoint(config.checkpoint.resume))
+    net = torch.compile(model) if config.precision.compile else model
+    epochs, steps = config.schedule.epochs, len(train)
+    display = Progress(epochs * steps, epochs, enabled=progress, live_plot=live_plot, initial=state.epoch * steps)
+    tracker = start_tracking(track, config)
     failure = None
     try:
-        for epoch in range(start_epoch, epochs):
-            if stopped:
+        while state.epoch < epochs and not state.stopped:
+            row, failure = _run_epoch(net, state, train, val, config, display)
+            if failure is not None:
                 break
-            if hasattr(train, "set_epoch"):
-                train.set_epoch(epoch)
-            display.start_epoch(epoch + 1)
-            phase = "training"
-            try:
-                synchronize(device)
-                t0 = time.perf_counter()
-                loss_sum, correct, seen = _train_epoch(net, model, train, opt, scheduler, scaler, criterion, mix,
-                                                       averager, grad_clip, device, dtype, display)
-                synchronize(device)
-                train_seconds = time.perf_counter() - t0
-                train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
-                if not math.isfinite(train_loss):
-                    failure = TrainingError(
-                        f"the training loss became {train_loss} in epoch {epoch + 1}: the weights diverged. "
-                        f"Try a lower learning rate (peak lr is {config['lr']}), grad_clip=1.0, or a warmup; "
-                        "check the inputs for NaN.")
-                    break
-                phase = "validation"
-                evaluated = averager.module if averager is not None else net
-                val_loss = val_acc = None
-                if val is not None:
-                    val_loss, val_acc = evaluate_loader(evaluated, val, device, amp, tta)
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-                failure = TrainingError(oom_message(batch_size, phase, exc, dtype is not None))
-                break  # raised below, outside this frame, so the failed batch's tensors can be freed
-
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-                   "val_acc": val_acc, "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-                   "images_per_s": seen / train_seconds}
-            history.append(row)
-            if early_stopping and val_acc is not None:
-                if best is None or val_acc > best + min_delta:
-                    best, bad_epochs = val_acc, 0
-                    kept = averager.module if averager is not None else model  # not the compiled wrapper
-                    best_state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
-                else:
-                    bad_epochs += 1
-                    stopped = bad_epochs >= early_stopping
-            display.epoch_end(row, history)
-            if stopped:
-                display.message(f"early stopping: no val_acc gain over {best:.4f} for {early_stopping} epochs")
-            if checkpoint is not None:
-                _save(checkpoint, model, averager, opt, scheduler, scaler, history, config, epoch + 1,
-                      mean, std, best, bad_epochs, stopped)
+            state.end_epoch(row)
+            display.epoch_end(row, state.history)
+            tracker.log_epoch(row)
+            if state.stopped:
+                display.message(f"early stopping: no val_acc gain over {state.stopper.best:.4f} "
+                                f"for {state.stopper.patience} epochs")
+            _save(state, config)
+    except BaseException:
+        tracker.close("KILLED")
+        raise
     finally:
         display.close()
     if failure is not None:
-        if device.type == "cuda":
+        tracker.close("FAILED")
+        if state.device.type == "cuda":
             torch.cuda.empty_cache()
         raise failure
-
-    if averager is not None:
-        model.load_state_dict(averager.module.state_dict())
-    if stopped and best_state is not None:
-        model.load_state_dict(best_state)
-        if checkpoint is not None:  # the file now holds the weights that were kept
-            _save(checkpoint, model, None, opt, scheduler, scaler, history, config, len(history),
-                  mean, std, best, bad_epochs, True)
-    return history
-
-
-def _save(path, model, averager, opt, scheduler, scaler, history, config, epoch, mean, std, best, bad_epochs,
-          stopped) -> None:
-    """Write fit's checkpoint: evaluated weights, plus what an exact resume needs in `extra`."""
-    extra = {"rng": rng_state(), "best_val_acc": best, "bad_epochs": bad_epochs, "stopped_early": stopped}
-    state_dict = None
-    if averager is not None:  # the EMA weights are the model's; the raw ones are needed to resume
-        state_dict = averager.module.state_dict()
-        extra.update(train_state_dict=model.state_dict(), ema_updates=averager.updates)
-    if scaler is not None:
-        extra["scaler"] = scaler.state_dict()
-    save_checkpoint(path, model, optimizer=opt, scheduler=scheduler, history=history.to_list(), config=config,
-                    epoch=epoch, extra=extra, mean=mean, std=std, state_dict=state_dict)
+    if state.finish():  # the file now holds the weights that were kept
+        _save(state, config)
+    tracker.end_fit(state.history, config)
+    state.history.config = config
+    return state.history

@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["browser"]  # the `browser` fixture (tests/browser.py): Debian's Chromium through Selenium
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("COURSE_OFFLINE", "1")
 

@@ -192,12 +192,12 @@ def _predict(model, ckpt: dict, images: np.ndarray, num_classes: int, device) ->
     """The predicted class of every image (Zero when the model cannot be run on them)."""
     import torch
     from ..config import pick_device
-    from ..evaluate import predict, to_model_input
+    from ..inference import normalize, predict_logits
     device = pick_device(device)
     model.to(device)
     try:
         with torch.no_grad():
-            probe = model(to_model_input(images[:2], ckpt.get("mean"), ckpt.get("std"), device))
+            probe = model(normalize(images[:2], ckpt.get("mean"), ckpt.get("std"), device))
     except Exception as exc:
         raise Zero(f"the model fails on a test batch ({type(exc).__name__}: {str(exc).splitlines()[0][:150]})") from None
     if probe.ndim != 2:
@@ -205,7 +205,7 @@ def _predict(model, ckpt: dict, images: np.ndarray, num_classes: int, device) ->
     if probe.shape[1] != num_classes:
         raise Zero(f"wrong number of classes: the model outputs {probe.shape[1]} classes, "
                    f"the test set has {num_classes}")
-    logits = predict(model, images, device=device, mean=ckpt.get("mean"), std=ckpt.get("std"))
+    logits = predict_logits(model, images, device=device, mean=ckpt.get("mean"), std=ckpt.get("std"))
     return logits.argmax(1).numpy().astype(np.int64)
 
 

@@ -147,7 +147,8 @@ def check_any_device(student, name, *args, want, pair=False, **kwargs):
 
 # --------------------------------------------------------------------------- normalize / denormalize
 
-NORMALIZE_DENY = ["helpers.augment.denormalize", "helpers.augment.to_normalized_float"]
+NORMALIZE_DENY = ["helpers.augment.denormalize", "helpers.augment.to_normalized_float", "helpers.inference.normalize",
+                  "helpers.inference.normalize_pixels", "helpers.evaluate.to_model_input"]
 
 
 @block("normalize-tests", deny=NORMALIZE_DENY)

@@ -244,7 +244,10 @@ def _eval_model(student):
     return local, _remote_copy(student, local, EVAL_SPEC)
 
 
-@block("evaluate-tests", deny=["helpers.train.evaluate_loader", "helpers.evaluate.predict"])
+EVALUATE_DENY = ["helpers.train.evaluate_loader", "helpers.evaluate.predict", "helpers.inference.predict_logits"]
+
+
+@block("evaluate-tests", deny=EVALUATE_DENY)
 def test_evaluate_visible(student):
     xs, ys, batches = _batches13(2)
     local, model = _eval_model(student)
@@ -273,7 +276,7 @@ def test_evaluate_visible(student):
                        atol=1e-6)
 
 
-@block("evaluate-tests", deny=["helpers.train.evaluate_loader", "helpers.evaluate.predict"])
+@block("evaluate-tests", deny=EVALUATE_DENY)
 def test_evaluate_no_grad(student):
     """One forward pass per batch, in eval mode, with autograd off, and no gradients left behind."""
     xs, ys, batches = _batches13(2)
@@ -349,7 +352,7 @@ def _steps(student, values, *args, **kwargs):
     return es, [es.step(v) for v in values]
 
 
-@block("EarlyStopping-tests")
+@block("EarlyStopping-tests", deny=["helpers.train_state.EarlyStopping"])
 def test_early_stopping(student):
     es = student.EarlyStopping(patience=2)
     checks.check(es.best is None, f"EarlyStopping(2).best before any step: expected None, got {es.best!r}")
@@ -389,7 +392,7 @@ def test_early_stopping(student):
                                  f"{'none' if 'got none' in str(exc) else exc}") from None
 
 
-@block("EarlyStopping-tests")
+@block("EarlyStopping-tests", deny=["helpers.train_state.EarlyStopping"])
 def test_early_stopping_boundary(student):
     """An improvement of exactly min_delta is not one: the spec says MORE than min_delta (exact binary values)."""
     for mode, values in [("max", [0.5, 0.75]), ("min", [0.75, 0.5])]:

@@ -8,5 +8,7 @@ __version__ = "0.1.0"
 
 from .config import autograding, data_dir, fast_mode, pick_device, seed_everything  # noqa: E402
 from .data import DataError, ImageData, course_data, load_dataset  # noqa: E402
+from .export import export_image_folder  # noqa: E402
+from .labelling import LabellingTool, export_splits, make_sample_folder  # noqa: E402
 from .loader import GpuLoader  # noqa: E402
 from .split import channel_mean_std, stratified_subset, train_val_split  # noqa: E402

@@ -16,6 +16,7 @@ COMMANDS = {
     "grade": ("helpers.grading.cli", "score students' checkpoints outside their kernels and fill the gradebook"),
     "predict": ("helpers.predict_cli", "a checkpoint's predictions for an image folder, a .tar.gz or a dataset split"),
     "calibrate": ("helpers.calibrate_cli", "fit a temperature on the validation split and store it in the checkpoint"),
+    "label": ("helpers.label_cli", "label a folder of images in JupyterLab (keys, undo, autosave to labels.csv)"),
     "serve": ("helpers.serve", "serve a checkpoint over HTTP: a prediction API and a web page (needs fastapi, uvicorn)"),
 }
 

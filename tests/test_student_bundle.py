@@ -118,4 +118,4 @@ def test_the_wheel_installs_and_serves_the_notebooks(bundle, tmp_path):
     run = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                          timeout=300, env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "COURSE_OFFLINE": "1"})
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert run.stdout.strip().splitlines()[-1] == "['calibrate', 'predict', 'serve', 'train']"  # no demo, no grade: TA-only
+    assert run.stdout.strip().splitlines()[-1] == "['calibrate', 'label', 'predict', 'serve', 'train']"  # no demo, no grade: TA-only

@@ -25,6 +25,7 @@ It runs in reduced mode (COURSE_FAST=1) unless `--full` is given, so it takes mi
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import os
 import shlex
@@ -38,7 +39,7 @@ from .config import PROJECT_ROOT
 STUDENTS = {
     "ada": "full solution",
     "ben": "blank: the release as handed out",
-    "cy": "partly wrong: one function wrong in each notebook",
+    "cy": "partly wrong: one function wrong in each notebook; challenge models trained one epoch",
     "dee": "challenge only: full solution, but the checkpoint was not submitted",
     "eve": "challenge only: full solution, with a hostile checkpoint (a pickle that runs code)",
     "fay": "challenge only: full solution, plus a cell that monkeypatches helpers in the kernel",
@@ -70,10 +71,45 @@ def _say(message: str) -> None:
     print(f"\n== {message}", flush=True)
 
 
-def _run_notebook(nb, folder: Path, timeout: int = 900):
-    """Execute a notebook in `folder`, as a student runs it before submitting (writes checkpoints)."""
+# What each student's challenge models must earn under the reduced tiers: (what, test), where a test
+# gets {part: (points, max points)} of that student.
+def _total(parts):
+    return sum(p for p, _ in parts.values()), sum(m for _, m in parts.values())
+
+
+EXPECTED_MODEL_POINTS = {
+    "ada": ("all model points", lambda parts: _total(parts)[0] == _total(parts)[1] > 0),
+    "ben": ("0: nothing trained", lambda parts: _total(parts)[0] == 0),
+    "cy": ("some, not all: one epoch", lambda parts: 0 < _total(parts)[0] < _total(parts)[1]),
+    "dee": ("0: no checkpoint", lambda parts: _total(parts)[0] == 0),
+    "eve": ("0 for her hostile CIFAR-10 file", lambda parts: parts.get("cifar10", (1, 0))[0] == 0),
+    "fay": ("all model points", lambda parts: _total(parts)[0] == _total(parts)[1] > 0),
+    "gus": ("0: nothing trained", lambda parts: _total(parts)[0] == 0),
+}
+# Appended to cy's recipe cells: the same recipe trained for one epoch in reduced mode (a weaker model).
+ONE_EPOCH = """
+_own_{name} = {name}
+def {name}():
+    recipe = _own_{name}()
+    return {{**recipe, "epochs": by_mode(recipe.get("epochs", 10), 1)}}
+"""
+
+
+def _run_notebook(nb, folder: Path, timeout: int = 900, allow_errors: bool = False):
+    """Execute a notebook in `folder`, as a student runs it before submitting (writes checkpoints);
+    with `allow_errors`, cells after a failing one still run (as Run All past a failed check does)."""
     from nbclient import NotebookClient
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+def one_epoch(nb):
+    """The notebook with every recipe function trained for one epoch in reduced mode."""
+    from .grading import simulate
+    for grade_id in ("challenge_recipe-answer", "cifar100_recipe-answer"):
+        cell = nb.cells[simulate.cell_index(nb, grade_id)]
+        nb = simulate.with_answer(nb, grade_id, cell.source + ONE_EPOCH.format(name=grade_id.split("-")[0]))
     return nb
 
 
@@ -94,12 +130,17 @@ def class_work(root: Path, assignment: str, release_nb, source_nb, write) -> lis
     partly = simulate.with_answer(solved, wrong.grade_id, wrong.source) if wrong else solved
     folder = write("ada", {name: solved})
     write("ben", {name: simulate.blank(release_nb)})
-    write("cy", {name: partly})
     write("gus", {name: hostile.attacker(release_nb, source_nb, root)})
     if assignment != CHALLENGE:
+        write("cy", {name: partly})
         return ["ada", "ben", "cy", "gus"]
     print(f"ada runs the challenge notebook before submitting (trains and saves {CHECKPOINT_NAME})", flush=True)
     _run_notebook(simulate.solution(release_nb, source_nb), folder)
+    partly = one_epoch(partly)
+    cy_folder = write("cy", {name: partly})
+    print("cy runs hers with one training epoch (and one wrong function: Run All goes past its failed check)",
+          flush=True)
+    _run_notebook(copy.deepcopy(partly), cy_folder, allow_errors=True)
     last_code = [i for i in simulate.answer_ids(solved)
                  if solved.cells[simulate.cell_index(solved, i)].cell_type == "code"][-1]
     patched = simulate.with_answer(solved, last_code,
@@ -154,6 +195,29 @@ def _print_gradebook(csv_path: Path, assignments: list[str]) -> None:
     for student in STUDENTS:
         cells = table.get(student, {})
         print(f"{student:<8}" + "".join(f"{cells.get(a, '-'):>{width}}" for a in assignments))
+
+
+def closing_table(grades_csv: Path, changed: list[str], payload_ran: bool) -> bool:
+    """What each simulated student shows (expected vs got for the challenge's model points); True when
+    every row is as expected, i.e. the course grades as designed."""
+    got: dict[str, dict[str, tuple[float, float]]] = {}
+    with open(grades_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            got.setdefault(row["student"], {})[row["part"]] = (float(row["points"] or 0), float(row["max_points"] or 0))
+    print(f"{'student':<8} {'what':<84} {'model points expected':<56} {'got':>9}  ok")
+    all_ok = True
+    for student, what in STUDENTS.items():
+        expected, test = EXPECTED_MODEL_POINTS[student]
+        parts = got.get(student, {})
+        ok = bool(parts) and test(parts)
+        if student == "eve":
+            ok, expected = ok and not payload_ran, expected + ", its payload never runs"
+        if student == "gus":
+            ok, expected = ok and not changed, expected + ", nothing else changed"
+        all_ok &= ok
+        points, most = _total(parts)
+        print(f"{student:<8} {what[:84]:<84} {expected:<56} {points:>4g}/{most:<4g}  {'yes' if ok else 'NO'}")
+    return all_ok
 
 
 def run(args: argparse.Namespace) -> int:
@@ -268,9 +332,11 @@ def run(args: argparse.Namespace) -> int:
         argv = [a, "--course-root", str(root), "--out", str(reports)]
         if a == CHALLENGE and data.name == "synthetic":
             argv.append("--allow-synthetic")
+        if a == CHALLENGE and not args.full:
+            argv.append("--reduced-tiers")  # a reduced-mode model is judged by reduced-mode tiers, and says so
         helpers_cli(["grade", *argv])  # exactly what a TA runs
+    ran = (root / "HOSTILE_PAYLOAD_RAN").exists()
     if CHALLENGE in assignments:
-        ran = (root / "HOSTILE_PAYLOAD_RAN").exists()
         print(f"hostile checkpoint: its payload {'RAN (this is a bug)' if ran else 'never ran'}")
 
     _say("feedback: generate_feedback and release_feedback; every student fetches theirs")
@@ -298,5 +364,12 @@ def run(args: argparse.Namespace) -> int:
     if histogram.exists():
         print(f"histogram of the class: {histogram}")
     print(f"course folder: {root}\nstudents' homes: {homes}")
+    as_designed = True
+    if CHALLENGE in assignments:
+        tiers = "reduced-mode tiers (a few CPU epochs on a subset)" if not args.full else "the course's tiers"
+        _say(f"what each student shows: the challenge's model points on {data.name}, under {tiers}")
+        as_designed = closing_table(reports / f"grades-{CHALLENGE}.csv", changed, ran)
+        print("the course grades as designed" if as_designed else
+              "SOMETHING IS WRONG: a row above is not as expected (see its grade line in the reports)")
     print(f"demo finished in {time.perf_counter() - start:.0f} s on {data.name}")
-    return 0
+    return 0 if as_designed else 1

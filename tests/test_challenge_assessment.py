@@ -203,8 +203,8 @@ def test_answers_that_do_not_match_the_checkpoints_lose_their_blocks(work, tmp_p
     nb = simulate.solution(release, source)
     answer = source.cells[simulate.cell_index(source, "challenge_recipe-answer")].source
     recipe = simulate.strip_solution_markers(answer)
-    assert '"epochs": by_mode(24, 2)' in recipe
-    nb = simulate.with_answer(nb, "challenge_recipe-answer", recipe.replace('"epochs": by_mode(24, 2)',
+    assert '"epochs": by_mode(24, 5)' in recipe
+    nb = simulate.with_answer(nb, "challenge_recipe-answer", recipe.replace('"epochs": by_mode(24, 5)',
                                                                            '"epochs": by_mode(24, 3)'))
     nb = simulate.with_answer(nb, "ablation_changes-answer",
                               "def ablation_changes():\n    return {\"label smoothing\": {\"label_smoothing\": 0.1}}\n")
@@ -224,7 +224,7 @@ def test_answers_that_do_not_match_the_checkpoints_lose_their_blocks(work, tmp_p
     assert verdicts == {"challenge_recipe-tests": False, "saved_model-tests": True, "ablation_changes-tests": False,
                         "worst_classes-tests": True, "cifar100_recipe-tests": True,
                         "saved_cifar100_model-tests": False}, {g: b["reason"] for g, b in blocks.items()}
-    assert "is not the recipe challenge_model.pt was trained with (epochs: 3 now, 2 trained)" in \
+    assert "is not the recipe challenge_model.pt was trained with (epochs: 3 now, 5 trained)" in \
         blocks["challenge_recipe-tests"]["reason"]
     assert "changes nothing" in blocks["ablation_changes-tests"]["reason"]
     reason = blocks["saved_cifar100_model-tests"]["reason"]

@@ -59,3 +59,31 @@ def test_demo_runs_the_course_loop_offline(tmp_path):
         pages = list((homes / student / "01_data" / "feedback").glob("*/01_data.html"))
         assert len(pages) == 1, f"{student} fetched no feedback"
     assert "feedback fetched: 4 pages" in out.stdout
+
+
+def test_the_closing_table_tells_a_working_course_from_a_broken_one(tmp_path, capsys):
+    """The demo ends with expected vs got per simulated student; one row off makes it say so (and fail)."""
+    import csv
+
+    from helpers.demo import STUDENTS, closing_table
+    got = {"ada": 30, "ben": 0, "cy": 15, "dee": 0, "eve": 0, "fay": 30, "gus": 0}  # 2/3 CIFAR-10, 1/3 CIFAR-100
+
+    def table(points, **kwargs):
+        path = tmp_path / "grades.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, ["student", "part", "points", "max_points"])
+            w.writeheader()
+            for student, p in points.items():
+                w.writerow({"student": student, "part": "cifar10", "points": p * 2 / 3, "max_points": 20})
+                w.writerow({"student": student, "part": "cifar100", "points": p / 3, "max_points": 10})
+        return closing_table(path, **kwargs)
+
+    assert table(got, changed=[], payload_ran=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == list(STUDENTS) and all(line.endswith("yes") for line in lines[1:])
+    assert not table({**got, "ada": 12}, changed=[], payload_ran=False)  # the solution below the top tier
+    assert not table({**got, "cy": 30}, changed=[], payload_ran=False)   # one epoch as good as five
+    assert not table(got, changed=[], payload_ran=True)                  # eve's pickle ran
+    assert not table({**got, "eve": 30}, changed=[], payload_ran=False)  # her hostile file was scored
+    assert not table(got, changed=["helpers/metrics.py"], payload_ran=False)
+    assert "ada" in capsys.readouterr().out

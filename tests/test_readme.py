@@ -33,6 +33,12 @@ COVERED = {
     ".venv/bin/python benchmarks/data_speed.py": ("tests/test_benchmarks.py", "data_speed.py"),
     ".venv/bin/python benchmarks/train_speed.py": ("tests/test_benchmarks.py", "train_speed.py"),
     ".venv/bin/python benchmarks/harness_time.py": ("tests/test_benchmarks.py", "harness_time.py"),
+    ".venv/bin/python -m helpers train -m experiment=fastnet optim.lr=0.1,0.2 seed=0,1,2":
+        ("tests/test_hydra_cli.py", '_train(tmp_path, "-m", '),
+    ".venv/bin/python -m helpers calibrate out/fastnet/checkpoint.pt": ("tests/test_inference.py", 'cli.main(["calibrate"'),
+    ".venv/bin/python -m helpers predict out/fastnet/checkpoint.pt my_photos/ --out predictions.csv":
+        ("tests/test_inference.py", 'cli.main(["predict", str(path), str(folder), "--out"'),
+    ".venv/bin/python -m helpers serve out/fastnet/checkpoint.pt": ("tests/test_serve.py", '"-m", "helpers", "serve"'),
 }
 TRAIN_PREFIX = ".venv/bin/python -m helpers train "
 
@@ -43,9 +49,14 @@ def readme_commands() -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
+def runnable_train_example(command: str) -> bool:
+    """A single training run (flags or Hydra overrides): run below; a sweep (-m) is covered in COVERED."""
+    return command.startswith(TRAIN_PREFIX) and not command[len(TRAIN_PREFIX):].startswith("-m ")
+
+
 def test_every_readme_command_is_covered():
     for command in readme_commands():
-        if command.startswith(TRAIN_PREFIX):
+        if runnable_train_example(command):
             continue  # run below
         assert command in COVERED, f"README command {command!r} is run by no test: add one and list it here"
         path, needle = COVERED[command]
@@ -70,10 +81,15 @@ def test_make_lab_runs_as_root():
     assert ("--allow-root" in command[0]) == (os.getuid() == 0), command[0]
 
 
-@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith(TRAIN_PREFIX)])
+@pytest.mark.parametrize("command", [c for c in readme_commands() if runnable_train_example(c)])
 def test_readme_train_examples_run_in_reduced_mode(command, tmp_path):
     args = command[len(TRAIN_PREFIX):].split()
-    args[args.index("--out") + 1] = str(tmp_path / "out")
+    if "--out" in args:
+        args[args.index("--out") + 1] = str(tmp_path / "out")
+    else:  # Hydra overrides: out=PATH
+        args = [f"out={tmp_path / 'out'}" if a.startswith("out=") else a for a in args]
+        assert f"out={tmp_path / 'out'}" in args, f"{command!r}: give out=PATH so the test can redirect it"
+    args = ["data=synthetic" if a.startswith("data=") else a for a in args]  # offline: the generated dataset
     env = {k: v for k, v in os.environ.items() if k not in ("COURSE_CIFAR10", "COURSE_CIFAR100")}
     env.update(COURSE_FAST="1", COURSE_OFFLINE="1", COURSE_DATA_DIR=str(tmp_path / "data"), MPLBACKEND="Agg")
     result = subprocess.run([sys.executable, "-m", "helpers", "train", *args, "--no-progress"], cwd=ROOT, env=env,

@@ -211,9 +211,29 @@ def test_a_tiers_file_in_the_course_root_is_ignored(tmp_path, monkeypatch):
     monkeypatch.delenv("COURSE_TIERS", raising=False)
     (tmp_path / "grading_tiers.json").write_text('{"cifar10": {"tiers": [{"at_least": 0.0, "fraction": 1.0}]}}')
     assert load_tiers(tmp_path) == DEFAULT_TIERS
-    source = inspect.getsource(cli._score_parts)
+    source = inspect.getsource(cli._part_tables)
     assert "load_tiers(opts.tiers)" in source and "load_tiers(root)" not in source
     assert cli._score_parser("06_challenge").parse_args(["--tiers", "/ta/tiers.json"]).tiers == "/ta/tiers.json"
+
+
+def test_reduced_tiers_are_asked_for_and_refused_on_a_full_test_set(tmp_path, monkeypatch):
+    """--reduced-tiers (the demo and tests) applies reduced-mode tables, labelled as such; grading against a
+    full test set refuses it, and the course's tiers stay the default even with COURSE_FAST set."""
+    from types import SimpleNamespace
+
+    from helpers.grading import cli
+    monkeypatch.setenv("COURSE_FAST", "1")
+    monkeypatch.delenv("COURSE_TIERS", raising=False)
+    parts = [{"cell": "score-cifar10", "dataset": "cifar10", "tiers_key": "cifar10", "max_points": 20}]
+    opts = cli._score_parser("06_challenge").parse_args(["--reduced-tiers"])
+    reduced = SimpleNamespace(name="cifar10", reduced=True, labels=np.zeros(3000))
+    table = cli._part_tables(tmp_path, parts, {"cifar10": reduced}, opts)["score-cifar10"]
+    assert "reduced-mode" in table.label and table != DEFAULT_TIERS["cifar10"]
+    full = SimpleNamespace(name="cifar10", reduced=False, labels=np.zeros(10_000))
+    with pytest.raises(cli.UsageError, match="real grading run"):
+        cli._part_tables(tmp_path, parts, {"cifar10": full}, opts)
+    plain = cli._score_parser("06_challenge").parse_args([])
+    assert cli._part_tables(tmp_path, parts, {"cifar10": reduced}, plain)["score-cifar10"] == DEFAULT_TIERS["cifar10"]
 
 
 def test_a_relabelled_cache_does_not_change_the_score(good, clean_score, tmp_path, monkeypatch):

@@ -2,7 +2,8 @@
 the kernels, feedback and export.
 
 The students (see helpers.demo.STUDENTS): ada submits the solution with the checkpoint her
-notebook saved; ben the blank release; cy one wrong answer; dee no checkpoint; eve a checkpoint
+notebook saved; ben the blank release; cy one wrong answer and models trained for one epoch; dee no
+checkpoint; eve a checkpoint
 that carries code; fay ada's work plus a cell that monkeypatches helpers in her kernel; gus the
 blank release plus code that tries to rewrite the gradebook, other students' files and helpers/.
 """
@@ -21,16 +22,25 @@ from helpers.grading.challenge import SCORE_CELL
 A = "06_challenge"
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ta")
+ARCHIVES = ("COURSE_CIFAR10", "COURSE_CIFAR100")
+
+
+@pytest.fixture(scope="module", params=["synthetic", "cifar"])
+def graded(request, tmp_path_factory):
+    """The class graded on the generated dataset (always) and on real CIFAR-10/100 when both archives are
+    named by COURSE_CIFAR10/COURSE_CIFAR100 (e.g. the ones in ../shared/data/; CI has none)."""
+    real = request.param == "cifar"
+    if real and not all(os.environ.get(key) for key in ARCHIVES):
+        pytest.skip("real-data run: set COURSE_CIFAR10 and COURSE_CIFAR100 to the CIFAR archives")
+    tmp = tmp_path_factory.mktemp(f"ta-{request.param}")
     root = course.make_course_dir(tmp / "course", [A])
-    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_CIFAR10", "COURSE_CIFAR100")}
+    env = {k: v for k, v in os.environ.items() if real or k not in ARCHIVES}
     env.update(COURSE_FAST="1", COURSE_OFFLINE="1", COURSE_DATA_DIR=str(tmp / "data"), MPLBACKEND="Agg",
                PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])  # as `source .venv/bin/activate`
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("COURSE_CIFAR10", "COURSE_CIFAR100"):
-            mp.delenv(key, raising=False)
+        if not real:
+            for key in ARCHIVES:
+                mp.delenv(key, raising=False)
         for key in ("COURSE_FAST", "COURSE_OFFLINE", "COURSE_DATA_DIR", "MPLBACKEND"):
             mp.setenv(key, env[key])
         run = lambda *cmd: subprocess.run(list(cmd), cwd=root, env=env, capture_output=True, text=True, timeout=900)
@@ -39,9 +49,10 @@ def graded(tmp_path_factory):
         release = simulate.read(root / "release" / A / f"{A}.ipynb")
         source = simulate.read(root / "source" / A / f"{A}.ipynb")
         students = submit_class(root, A, release, source)
+        grade = ["python", "-m", "helpers", "grade", A, "--reduced-tiers"] + ([] if real else ["--allow-synthetic"])
         steps = {
             "autograde": run("nbgrader", "autograde", A),
-            "grade": run("python", "-m", "helpers", "grade", A, "--allow-synthetic"),
+            "grade": run(*grade),
             "feedback": run("nbgrader", "generate_feedback", A),
             "export": run("nbgrader", "export"),
         }
@@ -63,8 +74,14 @@ def test_every_step_finishes(graded):
 def test_model_scores_and_reasons(graded):
     root, _, _ = graded
     rows = _scores(root)
+    for part in ("cifar10", "cifar100"):  # reduced-mode tiers: the solution earns them all, and it says why
+        ada, cy = rows[("ada", part)], rows[("cy", part)]
+        assert float(ada["points"]) == float(ada["max_points"]) > 0, ada
+        assert "[reduced-mode tiers" in ada["reason"], ada
+        assert 0 < float(cy["points"]) < float(ada["points"]), (cy, ada)  # one epoch: a lower tier
+        for student in ("ben", "dee", "gus") + (("eve",) if part == "cifar10" else ()):  # eve's CIFAR-100 file is ada's
+            assert float(rows[(student, part)]["points"]) == 0, rows[(student, part)]
     ada = rows[("ada", "cifar10")]
-    assert float(ada["points"]) > 0 and ada["reason"], ada
     assert float(rows[("fay", "cifar10")]["points"]) == float(ada["points"])  # her checkpoint earns the same
     for student in ("ben", "dee"):
         row = rows[(student, "cifar10")]

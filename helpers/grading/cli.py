@@ -74,6 +74,9 @@ def _score_parser(assignment: str) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="students graded at once by the hidden tests (default: 1)")
     p.add_argument("--tiers", help="a tiers JSON file kept outside the course folder (default: $COURSE_TIERS, "
                                    "else the defaults of helpers/grading/tiers.py)")
+    p.add_argument("--reduced-tiers", action="store_true",
+                   help="judge models by the reduced-mode tiers (the demo and tests, COURSE_FAST=1); refused on a "
+                        "full test set, so a real course is never graded with them")
     return p
 
 
@@ -135,9 +138,10 @@ def _parts(url: str, course_root, assignment: str, opts) -> list[dict]:
     return parts
 
 
-def _warm_data(parts: list[dict], allow_synthetic: bool) -> dict[str, str]:
+def _warm_data(parts: list[dict], allow_synthetic: bool) -> dict:
     """Load and verify each test set once here (against its pinned digest), so no worker spends its
-    time limit on that and a bad test set stops grading before anything is scored; {dataset: digest}."""
+    time limit on that and a bad test set stops grading before anything is scored;
+    {dataset: VerifiedTestSet}."""
     from ..data import DataError
     from .testsets import TestSetError, verified_testset
     digests = {}
@@ -149,7 +153,7 @@ def _warm_data(parts: list[dict], allow_synthetic: bool) -> dict[str, str]:
                              "$COURSE_CIFAR100, or pass --allow-synthetic to use the generated dataset") from None
         except TestSetError as exc:
             raise UsageError(f"grader error, grading stopped: {exc}") from None
-        digests[dataset] = data.digest
+        digests[dataset] = data
         print(f"[grade] {dataset} test set: {len(data.labels)} images from {data.source}; sha256 {data.digest[:16]}... "
               f"verified ({data.verified})" + (f" -- NOTE: {data.note}" if data.note else ""))
     return digests
@@ -298,11 +302,25 @@ def _require_sandbox() -> None:
     print("[grade] student code runs in the sandbox (bubblewrap, python -I, no labels or hidden tests inside)")
 
 
-def _score_parts(root: Path, url: str, assignment: str, parts: list[dict], students: list[str], opts):
-    """Score every student's checkpoints into the parts' cells; ({dataset: test set digest}, rows)."""
-    from .gradebook import write_scores
-    from .score import score_checkpoints
-    from .tiers import TIERS_ENV, describe, load_tiers
+def _part_tables(root: Path, parts: list[dict], testsets: dict, opts) -> dict:
+    """{cell: TierTable}: the course's tiers (defaults, or --tiers / $COURSE_TIERS), or with
+    --reduced-tiers the reduced-mode tables, which only a reduced-mode test set may use."""
+    from .tiers import TIERS_ENV, load_tiers, reduced_tiers
+    if opts.reduced_tiers:
+        if opts.tiers:
+            raise UsageError("--reduced-tiers and --tiers both name the tiers: choose one")
+        tables = {}
+        for part in parts:
+            data = testsets[part["dataset"]]
+            if not data.reduced:
+                raise UsageError(f"--reduced-tiers is for the reduced-mode demo and tests, but the {part['dataset']} "
+                                 f"test set here is the full one ({len(data.labels):,} images): this is a real "
+                                 "grading run. Drop --reduced-tiers (or set COURSE_FAST=1 for a demo)")
+            try:
+                tables[part["cell"]] = reduced_tiers(part["tiers_key"], data.name)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        return tables
     try:
         tables = load_tiers(opts.tiers)  # never from the course root: the kernel could have written there
     except ValueError as exc:
@@ -313,16 +331,29 @@ def _score_parts(root: Path, url: str, assignment: str, parts: list[dict], stude
         print(f"[grade] tiers from {tiers_path} (sha256 {hashlib.sha256(tiers_path.read_bytes()).hexdigest()[:16]}...)"
               + (" -- WARNING: it lies inside the course folder, which students' code could write"
                  if root in tiers_path.parents else ""))
+    if any(data.reduced for data in testsets.values()):
+        print("[grade] WARNING: the test set is a reduced-mode subset (COURSE_FAST=1) but the course's tiers apply: "
+              "unset COURSE_FAST to grade a course, or pass --reduced-tiers for a demo")
+    return {part["cell"]: tables[part["tiers_key"]] for part in parts}
+
+
+def _score_parts(root: Path, url: str, assignment: str, parts: list[dict], students: list[str], opts):
+    """Score every student's checkpoints into the parts' cells; ({dataset: test set digest}, rows)."""
+    from .gradebook import write_scores
+    from .score import score_checkpoints
+    from .tiers import describe
+    testsets = _warm_data(parts, opts.allow_synthetic)
+    testset_digests = {name: data.digest for name, data in testsets.items()}
+    tables = _part_tables(root, parts, testsets, opts)
     for part in parts:
-        print(f"[grade] {part['cell']} tiers: {describe(tables[part['tiers_key']])}")
-    testset_digests = _warm_data(parts, opts.allow_synthetic)
+        print(f"[grade] {part['cell']} tiers: {describe(tables[part['cell']])}")
     # One fresh process per student scores all of that student's checkpoints (torch loads once).
     results = {part["cell"]: [] for part in parts}
     print(f"[grade] {len(students)} students; " + "; ".join(
         f"{p['cell']}: {p['checkpoint']} on {p['dataset']}, {p['max_points']:g} points" for p in parts))
     for student in students:
         todo = [{"path": _checkpoint(root, student, assignment, part["checkpoint"]), "dataset": part["dataset"],
-                 "max_points": part["max_points"], "tiers": tables[part["tiers_key"]]} for part in parts]
+                 "max_points": part["max_points"], "tiers": tables[part["cell"]]} for part in parts]
         try:
             scored = score_checkpoints(todo, timeout=opts.timeout, allow_synthetic=opts.allow_synthetic,
                                        student=student, device=opts.device)

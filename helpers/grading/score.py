@@ -372,6 +372,8 @@ def _points_row(raw: dict, part: dict, student: str, seconds: float, digest: str
         fraction = min(fraction, CAP_FRACTION)
         points = round(fraction * max_points, 4)
         tier = f"{tier}; {cap_reason(matched)}"
+    if table.label:
+        tier = f"{tier} [{table.label}]"
     if raw.get("status") == "ok":
         reason = f"{tier} -> {points:g}/{max_points:g} points; {reason}"
     elif raw.get("status") != "error":

@@ -56,7 +56,7 @@ _PINNED_TABLE = [
     ("cifar10", 10000, "cifar10-jpeg.tar.gz", False, "f7b9d44a9f9520f2b7b6c5776758808d10a92de377a8b692c9c03b932bac37f8"),
     ("cifar10", 1000, "cifar10-jpeg.tar.gz", True, "2987d81315d2813f796d84367b163d16d09bcbab85d2d65dc3ba7f2c51620bbc"),
     ("cifar100", 10000, "cifar100-webp.tar.gz", False, "75600efe119f8b9e7953c77d70bba7b6df5df501ddf601ea0d4261fcd7303e1b"),
-    ("cifar100", 1000, "cifar100-webp.tar.gz", True, "61e1d62c30473500798f139dc1c383040469fb502b7c4f528bff51fda56a538c"),
+    ("cifar100", 3000, "cifar100-webp.tar.gz", True, "1ff0517d7a6e1abe15c66a84736d35519c04fd8a3360f70adea5d5f7334b7d71"),
 ]
 
 # SHA-256 of the TRAINING split (helpers.checkpoint.split_digest) of the same source and mode, keyed by
@@ -76,8 +76,8 @@ _PINNED_TRAIN = {
         "9323959285c780f2097302780a2b80485d897a7c73711b409735990f645e1bd9",
     "75600efe119f8b9e7953c77d70bba7b6df5df501ddf601ea0d4261fcd7303e1b":  # cifar100-webp, 50,000
         "74790e485fee2ea514fea44a7260cc3b8174524def8f766161e04f2af624e98f",
-    "61e1d62c30473500798f139dc1c383040469fb502b7c4f528bff51fda56a538c":  # cifar100-webp, reduced: 4,000
-        "5d8c0b880b005536dfdf940e31373e071200fc284f7f181f51b79b9242394839",
+    "1ff0517d7a6e1abe15c66a84736d35519c04fd8a3360f70adea5d5f7334b7d71":  # cifar100-webp, reduced: 10,000
+        "9198cda1fc17195b1518a89c937d8ad33842eb88704d8ef3b2049add38921d1f",
 }
 
 

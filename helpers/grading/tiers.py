@@ -20,9 +20,8 @@ Defaults (PROVISIONAL: chosen without a GPU run of this kit; calibrate them with
   reachable by an own design within 20 M parameters and minutes of one GPU: the source
   solution's own 7.8 M-parameter residual design is of the kind published at 94% in 24 epochs
   (the ResNet-9 of the DAWNBench speed runs), so > 0.80 leaves a wide margin for an own
-  design that is merely reasonable; the source solution must land in the top tier (checked in
-  reduced mode in CI, where it scores about 0.87 on the generated data; in full mode by the
-  benchmark on a GPU).
+  design that is merely reasonable; the source solution must land in the top tier (in full mode:
+  checked by the benchmark on a GPU; reduced mode has tables of its own, REDUCED_TIERS below).
 - CIFAR-100 test macro-F1: >= 0.70 -> 100%, >= 0.65 -> 90%, >= 0.60 -> 80%, >= 0.55 -> 70%,
   >= 0.50 -> 60%, >= 0.40 -> 50%, else 0.
   How chosen: lowered from COURSE_DESIGN.md's starting points (>= 0.85 for full marks), which
@@ -37,6 +36,10 @@ Defaults (PROVISIONAL: chosen without a GPU run of this kit; calibrate them with
   epochs in tutorials and speed-run write-ups, not measured here) reaches it with some margin;
   the bands below step by 0.05 as before, and the 50% band starts at 0.40 (a plain small CNN
   trained briefly).
+
+Reduced mode has tables of its own (REDUCED_TIERS below, with how they were measured), used only
+when asked for (`python -m helpers grade --reduced-tiers`, which the demo and the tests pass) and
+refused on a full test set, so a real course is never graded with them.
 
 Override: a JSON file the TA keeps OUTSIDE the course folder (the autograde kernel runs a
 student's code, which could write into the course root, so no tier file is ever read from
@@ -84,9 +87,11 @@ class Tier:
 
 @dataclass(frozen=True)
 class TierTable:
-    """The metric a dataset is graded on and its tiers, highest first."""
+    """The metric a dataset is graded on and its tiers, highest first; `label` names a table that is
+    not the course's (e.g. "reduced-mode tiers") in every line that uses it."""
     metric: str
     tiers: tuple[Tier, ...]
+    label: str = ""
 
 
 DEFAULT_TIERS: dict[str, TierTable] = {
@@ -95,6 +100,41 @@ DEFAULT_TIERS: dict[str, TierTable] = {
     "cifar100": TierTable("macro_f1", (  # provisional: see the module docstring for how they were chosen
         Tier(0.70, 1.0), Tier(0.65, 0.9), Tier(0.60, 0.8), Tier(0.55, 0.7), Tier(0.50, 0.6), Tier(0.40, 0.5))),
 }
+
+
+REDUCED_LABEL = "reduced-mode tiers (demo and tests only)"
+# Reduced mode (COURSE_FAST=1: a stratified subset, the source solution's tiny CNN for 5 epochs on a
+# CPU) is judged by tables of its own, keyed by (part, data the test set is): full-course tiers would
+# fail the full solution there. Chosen from `python benchmarks/challenge_reference.py --reduced`
+# (3 seeds each, 2-core CPU, 2026-12-04; test sets of 100 images per class for CIFAR-10 and the
+# generated data, 30 per class for CIFAR-100):
+#   real CIFAR-10 (3,000 training images): solution (5 epochs) accuracy 0.494-0.506, one epoch
+#     0.338-0.382, untrained about 0.10;
+#   real CIFAR-100 (10,000 training images): solution macro-F1 0.203-0.223, one epoch 0.066-0.073;
+#   generated data (3,000 training images): solution accuracy 0.970-0.973, one epoch 0.538-0.597.
+# Each top tier sits below the solution's worst seed with a margin of a few seed spreads, and the
+# one-epoch model lands in the 50% band: the tables separate a finished recipe from a barely
+# trained one, not merely pass the reference.
+REDUCED_TIERS: dict[tuple[str, str], TierTable] = {
+    ("cifar10", "cifar10"): TierTable("accuracy", (Tier(0.45, 1.0), Tier(0.40, 0.8), Tier(0.30, 0.5)),
+                                      REDUCED_LABEL),
+    ("cifar100", "cifar100"): TierTable("macro_f1", (Tier(0.17, 1.0), Tier(0.12, 0.8), Tier(0.05, 0.5)),
+                                        REDUCED_LABEL),
+    ("cifar10", "synthetic"): TierTable("accuracy", (Tier(0.90, 1.0), Tier(0.75, 0.8), Tier(0.45, 0.5)),
+                                        REDUCED_LABEL),
+    ("cifar100", "synthetic"): TierTable("macro_f1", (Tier(0.90, 1.0), Tier(0.75, 0.8), Tier(0.45, 0.5)),
+                                         REDUCED_LABEL),
+}
+
+
+def reduced_tiers(part: str, data_name: str) -> TierTable:
+    """The reduced-mode table of a scored part ('cifar10', 'cifar100') on the data its test set is
+    ('cifar10', 'cifar100' or 'synthetic'); ValueError for a pair no table was measured for."""
+    try:
+        return REDUCED_TIERS[(part, data_name)]
+    except KeyError:
+        raise ValueError(f"no reduced-mode tiers for the {part} part on {data_name} data "
+                         f"(measured pairs: {', '.join('/'.join(k) for k in REDUCED_TIERS)})") from None
 
 
 def tier_fraction(value, tiers) -> tuple[float, str]:
@@ -169,4 +209,4 @@ def load_tiers(path=None) -> dict[str, TierTable]:
 def describe(table: TierTable) -> str:
     """One line listing a table, e.g. 'accuracy > 0.8: 100%, >= 0.7: 90%, ... else 0'."""
     parts = [f"{t.condition()}: {t.fraction:.0%}" for t in table.tiers]
-    return f"{table.metric} " + ", ".join(parts) + ", else 0%"
+    return (f"{table.label}: " if table.label else "") + f"{table.metric} " + ", ".join(parts) + ", else 0%"

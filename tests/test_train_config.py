@@ -92,23 +92,7 @@ def test_the_fastnet_recipe_round_trips_through_the_command_line(tmp_path, monke
 
 # ----------------------------------------------------------------------------- resume
 
-class Interrupting:
-    """Wraps a loader and raises KeyboardInterrupt when epoch `at` starts (a killed kernel)."""
-
-    def __init__(self, loader, at):
-        self.loader, self.at, self.epoch = loader, at, 0
-
-    def __len__(self):
-        return len(self.loader)
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-        self.loader.set_epoch(epoch)
-
-    def __iter__(self):
-        if self.epoch == self.at:
-            raise KeyboardInterrupt
-        return iter(self.loader)
+from test_train import Interrupting  # noqa: E402  (a loader that stops like a killed kernel)
 
 
 @pytest.mark.parametrize("options", [dict(ema=0.8, mixup_alpha=0.2), dict(early_stopping=5, label_smoothing=0.1)])

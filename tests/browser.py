@@ -7,8 +7,12 @@ selenium, /usr/bin/chromium or /usr/bin/chromedriver is missing, a test that ask
 skipped with one line saying what to install; under CI=true it fails instead. As root (CI,
 containers) Chromium runs with --no-sandbox. COURSE_CHROMIUM and COURSE_CHROMEDRIVER point
 elsewhere.
+
+Helpers for the tests that drive it: `wait_for` (an explicit wait that fails with what the page
+showed), `screenshot` (a PNG of a step) and `page_text`.
 """
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,44 @@ import pytest
 CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("COURSE_CHROMEDRIVER", "/usr/bin/chromedriver"))
 INSTALL = "apt-get install -y chromium chromium-driver, and pip install selenium"
+
+
+def page_text(driver, limit: int = 4000) -> str:
+    """The text the page shows (its end, when long): for failure messages."""
+    try:
+        text = driver.execute_script("return document.body ? document.body.innerText : ''") or ""
+    except Exception as exc:  # a page still loading, a closed window
+        return f"(the page text could not be read: {type(exc).__name__})"
+    return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+def wait_for(driver, condition, timeout: float = 30, what: str = "the page", describe=None, poll: float = 0.2):
+    """Poll `condition(driver)` (raising counts as not yet) until truthy; on timeout fail with describe(driver)."""
+    __tracebackhide__ = True  # a failure points at the test's wait, not here
+    deadline = time.monotonic() + timeout
+    error = None
+    while True:
+        try:
+            value = condition(driver)
+            if value:
+                return value
+        except Exception as exc:  # selenium's JavascriptException, StaleElementReferenceException, ...
+            error = exc
+        if time.monotonic() > deadline:
+            last = f" (last error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})" \
+                if error is not None else ""
+            shown = describe(driver) if describe is not None else page_text(driver)
+            raise AssertionError(f"waited {timeout:.0f} s for {what}{last}; the page showed:\n{shown}")
+        time.sleep(poll)
+
+
+def screenshot(driver, folder, name: str) -> Path:
+    """Save what the window shows as folder/name.png and return the path (a record of each step)."""
+    path = Path(folder) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not driver.save_screenshot(str(path)):
+        raise AssertionError(f"the browser did not save a screenshot to {path}")
+    return path
 
 
 def missing() -> str | None:

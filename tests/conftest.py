@@ -12,7 +12,7 @@ os.environ.setdefault("COURSE_OFFLINE", "1")
 # The longest modules, longest first (measured on 2 cores). With two pytest-xdist workers
 # (pyproject.toml) they start first, so the suite does not end on one worker running one of them alone.
 LONGEST_FIRST = ("test_roundtrip.py", "test_hostile_class.py", "test_ta_workflow.py", "test_harness_class.py",
-                 "test_run_all.py",
+                 "test_run_all.py", "test_jupyterlab_journey.py",
                  "test_autograde_hooks.py", "test_sandbox_kernel.py", "test_demo.py", "test_gradebook_merge.py",
                  "test_harness_monitor.py", "test_harness.py", "test_exchange.py")
 # Modules whose module-scoped fixture is parametrized by assignment or notebook: each assignment's run is its own

@@ -77,6 +77,14 @@ WRONG_ANSWERS: dict[str, list[WrongAnswer]] = {
                     "    return x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))\n",
                     3.0, "converts all images to float64 at once (1.2 GB for CIFAR-10's training images) instead "
                          "of working in chunks"),
+        WrongAnswer("label_agreement-answer",
+                    "def label_agreement(truth, labels):\n"
+                    "    if not any(name in truth for name in labels):\n"
+                    "        raise ValueError(\"none of the labelled files is in the answer key\")\n"
+                    "    wrong = sorted(name for name in labels if name in truth and labels[name] != truth[name])\n"
+                    "    return 1.0 - len(wrong) / len(labels), wrong\n",
+                    2.0, "divides by every labelled file, also those the answer key does not know: right when all "
+                         "are in the key"),
     ],
     "02_augmentation": [
         WrongAnswer("random_crop-answer",

@@ -1,4 +1,4 @@
-"""Hidden tests of 01_data (class_counts, stratified_split, channel_mean_std, denormalize), run in the
+"""Hidden tests of 01_data (class_counts, stratified_split, channel_mean_std, denormalize, label_agreement), run in the
 trusted grading process: every input is made here at call time from fixed seeds (labels and images
 shaped like the course data stand in for the notebook's `data`, which the student's cells could
 rebind), the student's functions run in the sandboxed worker through the `student` fixture, and
@@ -328,3 +328,49 @@ def test_denormalize_hidden(student):
     far[:, :, 0, 0] = -100.0
     checks.check_equal(np.asarray(denormalize(far, m, s))[0, :, :, 0], np.array([[0, 255], [255, 255]], dtype=np.uint8),
                        "denormalize of values far outside the image range", hint="clip to [0, 1] before converting")
+
+
+# --------------------------------------------------------------------------- label_agreement
+
+def random_key(n, seed, classes=("disk", "square", "star")):
+    """An answer key {file: class} of n files named as the labelling tool's sample folder names them."""
+    rng = np.random.default_rng(seed)
+    return {f"img_{i:03d}.png": str(rng.choice(classes)) for i in rng.permutation(n)}
+
+
+def reference_agreement(truth, labels):
+    """What the spec asks for, written here (the grader's own copy)."""
+    common = [name for name in labels if name in truth]
+    wrong = sorted(name for name in common if labels[name] != truth[name])
+    return 1.0 - len(wrong) / len(common), wrong
+
+
+@block("label_agreement-tests")
+def test_label_agreement_visible(student):
+    truth = {"a.png": "disk", "b.png": "square", "c.png": "disk", "d.png": "square"}
+    agree, wrong = student.label_agreement(truth, {"a.png": "disk", "b.png": "disk", "c.png": "disk"})
+    checks.check_close(agree, 2 / 3, "label_agreement(4 answers, 3 labels of which b.png is wrong)[0]",
+                       hint="divide by the number of files you labelled (3), not by the size of the answer key (4)")
+    checks.check_equal(list(wrong), ["b.png"], "label_agreement(...)[1]", hint="the files whose label differs, sorted")
+    same = student.label_agreement(truth, dict(truth))
+    checks.check(float(same[0]) == 1.0 and list(same[1]) == [], f"label_agreement(truth, truth): expected (1.0, []), "
+                 f"got {same!r}")
+
+
+@block("label_agreement-tests")
+def test_label_agreement_hidden(student):
+    for seed in range(4):
+        truth = random_key(40, seed)
+        rng = np.random.default_rng(100 + seed)
+        given = {name: (label if rng.random() < 0.7 else "star") for name, label in truth.items() if rng.random() < 0.6}
+        given.update({f"extra_{i}.png": "disk" for i in range(3)})  # files the key does not know: left out
+        agree, wrong = student.label_agreement(truth, given)
+        want_agree, want_wrong = reference_agreement(truth, given)
+        checks.check_close(float(agree), want_agree, f"label_agreement(40-file key, {len(given)} labels)[0]",
+                           hint="count only labelled files that the answer key knows, in the denominator too")
+        checks.check_equal(list(wrong), want_wrong, "label_agreement(...)[1]",
+                           hint="only files of both dicts whose labels differ, sorted by name")
+    with student.raises("ValueError"):
+        student.label_agreement({"a.png": "disk"}, {"z.png": "disk"})
+    with student.raises("ValueError"):
+        student.label_agreement({"a.png": "disk"}, {})

@@ -1,4 +1,5 @@
 """pyproject.toml and environment.yml name the same packages; the layout is the one the design fixes."""
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -33,3 +34,31 @@ def test_layout_of_the_design():
 def test_data_is_ignored_by_git():
     ignore = (ROOT / ".gitignore").read_text().splitlines()
     assert "data/*" in ignore and ".venv/" in ignore
+
+
+BARE_MACHINE = """
+import runpy, sys
+for name in {blocked!r}:
+    sys.modules[name] = None  # importing it raises ModuleNotFoundError, as on the bare GPU machine
+sys.argv = ["helpers", *{argv!r}]
+runpy.run_module("helpers", run_name="__main__", alter_sys=True)
+"""
+# Not on the GPU machine (it has torch, torchvision, numpy, Pillow, matplotlib and tqdm only).
+NOT_ON_THE_GPU_MACHINE = ("hydra", "omegaconf", "mlflow", "fastapi", "uvicorn", "starlette", "multipart", "nbgrader",
+                          "nbformat", "nbclient", "ipykernel", "ipywidgets", "ipyevents", "IPython", "jupyterlab",
+                          "sklearn", "selenium")
+
+
+def test_helpers_trains_on_a_machine_with_only_torch(tmp_path):
+    """`python -m helpers train` with flags needs none of the Jupyter, web, config or tracking packages
+    (they are imported where used); tracking is skipped with a warning."""
+    import subprocess
+    import sys
+    argv = ["train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "1", "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    env = dict(os.environ, COURSE_FAST="1", COURSE_OFFLINE="1", COURSE_DATA_DIR=str(tmp_path / "data"),
+               MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, "-c", BARE_MACHINE.format(blocked=NOT_ON_THE_GPU_MACHINE, argv=argv)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "out" / "checkpoint.pt").is_file() and (tmp_path / "out" / "metrics.json").is_file()

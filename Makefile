@@ -44,15 +44,15 @@ test: $(VENV)/.installed sandbox-tool browser-tool
 
 # Instructors: rebuild release/ from source/ with nbgrader, or check that it matches.
 release: $(VENV)/.installed
-	$(PY) -m helpers.grading.course release
+	$(PY) -m helpers release
 
 check-release: $(VENV)/.installed
-	$(PY) -m helpers.grading.course check
+	$(PY) -m helpers check-release
 
 # What a student gets: dist/cifar10-course-student/ and .tar.gz (release notebooks, a wheel of helpers
 # without the TA-only grading code, no solutions or hidden tests; refused if any would slip in).
 student-bundle: $(VENV)/.installed
-	$(PY) -m helpers.grading.course bundle
+	$(PY) -m helpers student-bundle
 
 # The instructor's preview of the release notebooks (students get them through the exchange or
 # `make student-bundle`). JupyterLab refuses to run as root without --allow-root.

@@ -71,7 +71,7 @@ def recipes(dataset: str, reduced: bool = False) -> tuple[dict, dict]:
 def tiny(data):
     """The dry run's data: 6 training (5 to train on, 1 to validate) and 4 test images per class."""
     from helpers.data import ImageData
-    from helpers.split import stratified_subset
+    from helpers.data.split import stratified_subset
     tr = stratified_subset(data.train_labels, 6, seed=0)
     te = stratified_subset(data.test_labels, 4, seed=0)
     return ImageData(data.name, data.classes, data.train_images[tr], data.train_labels[tr], data.test_images[te],
@@ -84,11 +84,11 @@ def run_design(design: str, recipe: dict, data, ns: dict, dry_run: bool, part: s
     reduced-mode one for the data the test set is)."""
     import torch
 
-    from helpers.evaluate import predict
+    from helpers.eval.evaluate import predict
     from helpers.grading.challenge import CAP_FRACTION, match_reference
     from helpers.grading.fingerprint import fingerprint
     from helpers.grading.tiers import DEFAULT_TIERS, reduced_tiers, tier_fraction
-    from helpers.metrics import accuracy, macro_f1
+    from helpers.eval.metrics import accuracy, macro_f1
     if dry_run:
         recipe = {**recipe, "epochs": 1, "batch_size": 32}
     full = ns["complete_recipe"](recipe)
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         os.environ["COURSE_FAST"] = "0"
     import torch
 
-    from helpers.config import pick_device
+    from helpers.settings import pick_device
     from helpers.data import course_data
     device = pick_device(args.device)
     if not (args.dry_run or reduced) and device.type != "cuda" and not args.allow_cpu:

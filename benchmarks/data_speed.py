@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from helpers.config import pick_device
+from helpers.settings import pick_device
 from helpers.data import DataError, load_dataset
-from helpers.loader import CIFAR10_MEAN, CIFAR10_STD, GpuLoader
+from helpers.data.loader import CIFAR10_MEAN, CIFAR10_STD, GpuLoader
 
 from conventional import conventional_loader  # beside this script: the shared baseline
 

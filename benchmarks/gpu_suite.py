@@ -14,7 +14,7 @@ off early still holds the most important figures:
   4. notebook_04, notebook_06: the code cells of source/04_training and source/06_challenge run
      in order in a fresh process in full mode, read from the .ipynb as JSON (see notebook_cells);
   5. scoring: the checkpoint the 06 notebook saved, scored as the grader scores it: in-process
-     (score_worker.evaluate), then in the sandbox when bubblewrap is installed; `path` says which
+     (score.evaluate_checkpoint), then in the sandbox when bubblewrap is installed; `path` says which
      one the headline seconds come from.
 
 A part that fails is recorded with its error and the suite goes on; a part stops at its cap
@@ -471,7 +471,7 @@ class Part:
         """CIFAR-10 (never downloaded), else the generated dataset; the dry run's tiny subset."""
         if self._data is None:
             from helpers.data import DataError, ImageData, load_dataset
-            from helpers.split import stratified_subset
+            from helpers.data.split import stratified_subset
             try:
                 data = (load_dataset("synthetic") if self.dry else load_dataset("cifar10", download=False))
             except DataError:
@@ -523,10 +523,10 @@ def fastnet_part(part: Part, compile: bool = False) -> None:
     """The reference recipe over several seeds, after one warm-up run (cuDNN autotuning; compiling)."""
     import torch
 
-    from helpers.evaluate import predict
+    from helpers.eval.evaluate import predict
     from helpers.models import build_model
     from helpers.train import fit, init_from_data, make_loaders, make_optimizer
-    from helpers.train_cli import settings_for
+    from helpers.commands.train import settings_for
     data = part.data()
     s = settings_for("fastnet")
     if part.cfg["fastnet_epochs"]:
@@ -578,7 +578,7 @@ def fastnet_part(part: Part, compile: bool = False) -> None:
 def pipelines_part(part: Part) -> None:
     """Seconds per epoch of the conventional pipeline and of fit, one epoch of each per round; the
     first round is a warm-up (worker start-up, cuDNN autotuning), left out of the medians."""
-    from helpers.split import channel_mean_std
+    from helpers.data.split import channel_mean_std
     from train_speed import Conventional, WithFit
     data = part.data()
     workers = part.args.workers if part.args.workers is not None else min(4, os.cpu_count() or 1)
@@ -609,11 +609,11 @@ def resnet18_part(part: Part) -> None:
     every epoch: the first epoch at the target gives the time; a longer schedule is tried if none does."""
     import torch
 
-    from helpers.evaluate import predict
-    from helpers.loader import GpuLoader
+    from helpers.eval.evaluate import predict
+    from helpers.data.loader import GpuLoader
     from helpers.models import build_model
     from helpers.train import fit, make_loaders
-    from helpers.train_cli import settings_for
+    from helpers.commands.train import settings_for
     data = part.data()
     s = settings_for("resnet18")  # the course defaults for ResNet-18, whatever model the dry run trains
     batch = part.batch(s["batch_size"])
@@ -795,13 +795,13 @@ def sandbox_problem() -> str | None:
 
 
 def scoring_part(part: Part) -> None:
-    """Score one checkpoint as the grader does. In-process first (score_worker.evaluate: the worker's
+    """Score one checkpoint as the grader does. In-process first (score.evaluate_checkpoint: the worker's
     prediction and the grader's metrics, no sandbox, torch already imported); then, when bubblewrap
     is installed, the real grading path (score_checkpoint: a fresh sandboxed process, the points).
     `path` names the one whose seconds are the headline: the sandbox when it ran, else in-process."""
     from helpers.data import DataError, load_dataset
     from helpers.grading.score import score_checkpoint
-    from helpers.grading.score_worker import evaluate
+    from helpers.grading.score import evaluate_checkpoint as evaluate
     path, what = checkpoint_to_score(part)
     try:
         synthetic = part.dry or load_dataset("cifar10", download=False).name != "cifar10"
@@ -815,7 +815,7 @@ def scoring_part(part: Part) -> None:
     seconds = time.perf_counter() - start
     if row["status"] == "error":
         raise RuntimeError(f"the grader could not score: {row['reason']}")
-    part.save(path="in-process (score_worker.evaluate, no sandbox)", seconds=seconds, in_process_seconds=seconds,
+    part.save(path="in-process (score.evaluate_checkpoint, no sandbox)", seconds=seconds, in_process_seconds=seconds,
               score_status=row["status"], accuracy=row.get("accuracy"), macro_f1=row.get("macro_f1"),
               images=row.get("images"))
 

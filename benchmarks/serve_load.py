@@ -38,8 +38,8 @@ def random_checkpoint(model: str, folder: Path) -> Path:
     """A checkpoint of a registry model with random weights (mean/std of CIFAR-10)."""
     import torch
 
-    from helpers.checkpoint import save_checkpoint
-    from helpers.loader import CIFAR10_MEAN, CIFAR10_STD
+    from helpers.models.checkpoint import save_checkpoint
+    from helpers.data.loader import CIFAR10_MEAN, CIFAR10_STD
     from helpers.models import build_model
     torch.manual_seed(0)
     return save_checkpoint(folder / f"{model}.pt", build_model(model, num_classes=10), mean=CIFAR10_MEAN,
@@ -148,7 +148,7 @@ def main() -> None:
     from PIL import Image
 
     from helpers.serve.client import multipart
-    from helpers.synthetic import generate
+    from helpers.data.synthetic import generate
     image, _ = generate(1, seed=0)
     png = io.BytesIO()
     Image.fromarray(image[0]).save(png, format="PNG")

@@ -12,7 +12,7 @@ CUDA mode (a GPU is present):
       trained with fit() to test accuracy (target >= 93% in < 60 s).
 CPU mode: (b)'s comparison on a small model and a subset (--model, --images), in a few minutes.
 Both modes: (c) the time fit() spends in MLflow tracking calls per epoch and its share of the
-epoch (target <= 1%), measured directly (helpers.tracking.Tracker times every call).
+epoch (target <= 1%), measured directly (helpers.train.tracking.Tracker times every call).
 The last line holds the headline figures.
 
     PYTHONPATH=. python benchmarks/train_speed.py [--data PATH] [--seeds 5] [--device cpu]
@@ -27,13 +27,13 @@ import time
 
 import torch
 
-from helpers.config import pick_device
+from helpers.settings import pick_device
 from helpers.data import DataError, ImageData, load_dataset
-from helpers.evaluate import predict
+from helpers.eval.evaluate import predict
 from helpers.models import build_model
-from helpers.split import stratified_subset
+from helpers.data.split import stratified_subset
 from helpers.train import fit, init_from_data, make_loaders, make_optimizer
-from helpers.recipes import settings_for
+from helpers.train.recipes import settings_for
 
 from conventional import conventional_loader  # beside this script: the shared baseline
 
@@ -120,7 +120,7 @@ def compare(data, model_name: str, rounds: int, device, workers: int, fit_batche
     """Seconds per epoch of the conventional pipeline and of fit() at each batch size, interleaved:
     each round runs one epoch of each, so a busy machine slows all of them alike. The first
     round is a warm-up (worker start-up, cuDNN autotuning) and is left out of the medians."""
-    from helpers.split import channel_mean_std
+    from helpers.data.split import channel_mean_std
     mean, std = (tuple(float(v) for v in a) for a in channel_mean_std(data.train_images))
     runners = {"conventional": Conventional(data, model_name, device, workers, mean, std)}
     runners.update({f"fit, batch {bs}": WithFit(data, model_name, device, bs) for bs in fit_batches})
@@ -145,7 +145,7 @@ def tracking_cost(data, model_name: str, device, epochs: int = 3) -> str:
     epoch, timed call by call, against the epoch's seconds; returns the headline part."""
     import tempfile
 
-    from helpers.tracking import Tracker
+    from helpers.train.tracking import Tracker
     from helpers.train import resolve_config
     try:
         import mlflow  # noqa: F401
@@ -173,7 +173,7 @@ def tracking_cost(data, model_name: str, device, epochs: int = 3) -> str:
 # --------------------------------------------------------------------------- CUDA-only parts
 
 def fastnet_runs(data, seeds: int, device, compile: bool = False) -> tuple[list[float], list[float]]:
-    """The reference recipe (helpers.train_cli.MODEL_DEFAULTS['fastnet']) once untimed, then once per seed;
+    """The reference recipe (helpers.commands.train.MODEL_DEFAULTS['fastnet']) once untimed, then once per seed;
     a run's seconds cover building the model, whitening, training and the test pass with TTA."""
     s = settings_for("fastnet")
     train, _, mean, std = make_loaders(data, batch_size=s["batch_size"], val_fraction=0.0, device=device,

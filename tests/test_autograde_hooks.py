@@ -270,3 +270,4 @@ def test_a_kernel_that_never_starts_fails_the_run_instead_of_zeroing_the_class(r
     assert not result["success"]
     assert "did not start" in result["log"] and "not graded" in result["log"]
     assert not (root / "autograded" / "ok" / NAME / f"{NAME}.ipynb").exists()
+    assert "NBGRADER_EXECUTION" not in os.environ  # this process is not left believing it is inside autograde

@@ -13,7 +13,8 @@ from PIL import Image
 from helpers import augment, cli, evaluate, inference
 from helpers.checkpoint import dataset_fingerprint, load_checkpoint, rebuild_model, save_checkpoint
 from helpers.grading import score_worker
-from helpers.inference import ImageError, Predictor, decode_image
+from helpers.eval.inference import ImageError, decode_image
+from helpers.eval.predictor import Predictor
 
 # A small CNN of the registry's "layers" kind (rebuildable from its checkpoint, with a feature map for Grad-CAM).
 LAYERS = [{"type": "conv", "out": 16}, {"type": "bn"}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},

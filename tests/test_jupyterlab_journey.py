@@ -184,14 +184,14 @@ def _processes_naming(text: str) -> list[int]:
 
 def _prepare_root(root: Path) -> None:
     """The student's folder: the blank release of 01, a solved 04, and a labelling notebook on practice images."""
-    from helpers import label_cli
+    from helpers.cli import main as helpers_cli
     from helpers.grading import simulate
     root.mkdir(parents=True)
     shutil.copy2(PROJECT_ROOT / "release" / "01_data" / "01_data.ipynb", root / "01_data.ipynb")
     solved = simulate.solution(simulate.read(PROJECT_ROOT / "release" / "04_training" / "04_training.ipynb"),
                                simulate.read(PROJECT_ROOT / "source" / "04_training" / "04_training.ipynb"))
     nbformat.write(solved, str(root / "04_training.ipynb"))
-    assert label_cli.main([str(root / "practice"), "--classes", ",".join(CLASSES), "--sample", "--dry-run",
+    assert helpers_cli(["label", str(root / "practice"), "--classes", ",".join(CLASSES), "--sample", "--dry-run",
                            "--notebook", str(root / "label_practice.ipynb")]) == 0
 
 

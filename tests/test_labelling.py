@@ -342,9 +342,9 @@ def test_image_folder_rerun_updates_and_refuses_other_data(tmp_path, sample):
 # ----------------------------------------------------------------------------- the command
 
 def test_label_cli_dry_run_writes_a_valid_notebook(sample, capsys, monkeypatch):
-    from helpers import label_cli
+    from helpers.cli import main as helpers_cli
     folder, _ = sample
-    assert label_cli.main([str(folder), "--classes", "disk,square", "--dry-run", "--no-browser"]) == 0
+    assert helpers_cli(["label", str(folder), "--classes", "disk,square", "--dry-run", "--no-browser"]) == 0
     out = capsys.readouterr().out
     notebook = folder.parent / "label_imgs.ipynb"
     nb = nbformat.read(notebook, as_version=4)
@@ -357,17 +357,17 @@ def test_label_cli_dry_run_writes_a_valid_notebook(sample, capsys, monkeypatch):
     exec(nb.cells[1].source, scope)
     assert scope["tool"].session.folder.resolve() == folder.resolve() and scope["tool"].session.classes == TWO
     stamp = notebook.stat().st_mtime_ns
-    assert label_cli.main([str(folder), "--classes", "disk,square", "--dry-run"]) == 0
+    assert helpers_cli(["label", str(folder), "--classes", "disk,square", "--dry-run"]) == 0
     assert notebook.stat().st_mtime_ns == stamp and "using the existing" in capsys.readouterr().out
-    assert label_cli.main([str(folder), "--classes", "disk,square,ring", "--dry-run"]) == 0  # ours: rewritten
+    assert helpers_cli(["label", str(folder), "--classes", "disk,square,ring", "--dry-run"]) == 0  # ours: rewritten
     assert nbformat.read(notebook, as_version=4).metadata["helpers_label"]["classes"] == TWO + ["ring"]
     other = folder.parent / "mine.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), other)
     with pytest.raises(SystemExit, match="not written by"):
-        label_cli.main([str(folder), "--classes", "a,b", "--notebook", str(other), "--dry-run"])
-    assert label_cli.main([str(folder.parent / "nope"), "--classes", "a,b", "--dry-run"]) == 2
+        helpers_cli(["label", str(folder), "--classes", "a,b", "--notebook", str(other), "--dry-run"])
+    assert helpers_cli(["label", str(folder.parent / "nope"), "--classes", "a,b", "--dry-run"]) == 2
     assert "add --sample" in capsys.readouterr().err
-    assert label_cli.main([str(folder.parent / "practice"), "--classes", "ring,plus", "--sample", "--dry-run"]) == 0
+    assert helpers_cli(["label", str(folder.parent / "practice"), "--classes", "ring,plus", "--sample", "--dry-run"]) == 0
     assert len(list((folder.parent / "practice").glob("*.png"))) == 20
 
 

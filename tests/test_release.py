@@ -33,7 +33,7 @@ def test_there_is_something_to_check():
 
 def test_release_is_what_generate_assignment_makes_of_source():
     diffs = course.release_differences(PROJECT_ROOT)
-    assert not diffs, ("release/ is stale; run `python -m helpers.grading.course release`. Differing: "
+    assert not diffs, ("release/ is stale; run `python -m helpers release`. Differing: "
                        + ", ".join(diffs))
 
 
@@ -180,7 +180,8 @@ def test_check_command_reports_a_stale_release(tmp_path, capsys):
     stale = next((tmp_path / "release" / name).glob("*.ipynb"))
     stale.write_text(stale.read_text().replace("YOUR CODE HERE", "YOUR CODE THERE", 1))
     (tmp_path / "release" / "99_gone").mkdir()
-    assert course.main(["check", "--root", str(tmp_path)]) == 1
+    from helpers.cli import main
+    assert main(["check-release", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"release/{name}/{stale.name}" in out and "release/99_gone/" in out
 

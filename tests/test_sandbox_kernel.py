@@ -320,7 +320,7 @@ def test_private_data_folder_is_bound_entry_by_entry(tmp_path):
 
 
 def test_load_dataset_survives_a_read_only_cache(tmp_path, monkeypatch, capsys):
-    from helpers import data as hdata
+    from helpers.data import datasets as hdata
 
     def read_only(*args, **kwargs):
         raise PermissionError(30, "Read-only file system")

@@ -5,7 +5,6 @@ import math
 import os
 import pickle
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from torch import nn
 from helpers.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, rebuild_model, save_checkpoint
 from helpers.data import course_data
 from helpers.evaluate import predict
-from helpers.grading import score_worker
+from helpers.grading import score, score_worker
 from helpers.grading.challenge import load_or_train, save_challenge_checkpoint
 from helpers.grading.score import score_checkpoint, score_checkpoints
 from helpers.grading.tiers import DEFAULT_TIERS, Tier, TierTable, load_tiers, tier_fraction
@@ -152,7 +151,7 @@ def test_missing_checkpoint_scores_zero_without_a_process(tmp_path):
     ("absent.pt", "checkpoint missing: absent.pt not found in the submission"),
 ])
 def test_each_hostile_checkpoint_scores_zero_with_its_reason(files, name, reason):
-    result = score_worker.evaluate(files / name, "synthetic")
+    result = score.evaluate_checkpoint(files / name, "synthetic")
     assert result["status"] == "zero" and result["accuracy"] is None
     assert reason in result["reason"], result["reason"]
     assert "\n" not in result["reason"]
@@ -167,8 +166,8 @@ def test_missing_data_is_the_graders_error_and_synthetic_is_announced(files, tmp
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.delenv("COURSE_CIFAR10", raising=False)
-    assert score_worker.evaluate(files / "good.pt", "cifar10")["status"] == "error"
-    fallback = score_worker.evaluate(files / "good.pt", "cifar10", allow_synthetic=True)
+    assert score.evaluate_checkpoint(files / "good.pt", "cifar10")["status"] == "error"
+    fallback = score.evaluate_checkpoint(files / "good.pt", "cifar10", allow_synthetic=True)
     assert fallback["status"] == "ok"
     assert "scored on the generated 'synthetic' dataset: cifar10 is not available here" in fallback["reason"]
 

@@ -50,7 +50,7 @@ def good(tmp_path_factory):
 @pytest.fixture
 def clean_score(good):
     """The in-process reference score of the good checkpoint (no sandbox)."""
-    return score_worker.evaluate(good, "synthetic")
+    return score.evaluate_checkpoint(good, "synthetic")
 
 
 def pinned_reduced_split():
@@ -213,7 +213,7 @@ def test_a_tiers_file_in_the_course_root_is_ignored(tmp_path, monkeypatch):
     assert load_tiers(tmp_path) == DEFAULT_TIERS
     source = inspect.getsource(cli._part_tables)
     assert "load_tiers(opts.tiers)" in source and "load_tiers(root)" not in source
-    assert cli._score_parser("06_challenge").parse_args(["--tiers", "/ta/tiers.json"]).tiers == "/ta/tiers.json"
+    assert cli.score_parser().parse_args(["06_challenge", "--tiers", "/ta/tiers.json"]).tiers == "/ta/tiers.json"
 
 
 def test_reduced_tiers_are_asked_for_and_refused_on_a_full_test_set(tmp_path, monkeypatch):
@@ -225,14 +225,14 @@ def test_reduced_tiers_are_asked_for_and_refused_on_a_full_test_set(tmp_path, mo
     monkeypatch.setenv("COURSE_FAST", "1")
     monkeypatch.delenv("COURSE_TIERS", raising=False)
     parts = [{"cell": "score-cifar10", "dataset": "cifar10", "tiers_key": "cifar10", "max_points": 20}]
-    opts = cli._score_parser("06_challenge").parse_args(["--reduced-tiers"])
+    opts = cli.score_parser().parse_args(["06_challenge", "--reduced-tiers"])
     reduced = SimpleNamespace(name="cifar10", reduced=True, labels=np.zeros(3000))
     table = cli._part_tables(tmp_path, parts, {"cifar10": reduced}, opts)["score-cifar10"]
     assert "reduced-mode" in table.label and table != DEFAULT_TIERS["cifar10"]
     full = SimpleNamespace(name="cifar10", reduced=False, labels=np.zeros(10_000))
     with pytest.raises(cli.UsageError, match="real grading run"):
         cli._part_tables(tmp_path, parts, {"cifar10": full}, opts)
-    plain = cli._score_parser("06_challenge").parse_args([])
+    plain = cli.score_parser().parse_args(["06_challenge"])
     assert cli._part_tables(tmp_path, parts, {"cifar10": reduced}, plain)["score-cifar10"] == DEFAULT_TIERS["cifar10"]
 
 
@@ -248,7 +248,7 @@ def test_a_relabelled_cache_does_not_change_the_score(good, clean_score, tmp_pat
         np.savez(f, **arrays)
     monkeypatch.setattr(testsets, "_MEMO", {})
     assert testsets.verified_testset("synthetic").digest == testsets.testset_digest(*pinned_reduced_split())
-    result = score_worker.evaluate(good, "synthetic")
+    result = score.evaluate_checkpoint(good, "synthetic")
     assert result["accuracy"] == clean_score["accuracy"]
 
 

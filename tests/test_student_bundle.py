@@ -25,7 +25,7 @@ from helpers.grading import course
 # The TA-only parts of helpers/grading that carry solution-derived text or grading internals.
 TA_ONLY = ("helpers/grading/simulate.py", "helpers/grading/hostile.py", "helpers/grading/harness/",
            "helpers/grading/HARNESS.md", "helpers/grading/sandbox.py", "helpers/grading/score.py",
-           "helpers/grading/kernels/", "helpers/grading/course.py", "helpers/demo.py")
+           "helpers/grading/kernels/", "helpers/grading/course.py", "helpers/commands/demo.py")
 
 
 @pytest.fixture(scope="module")

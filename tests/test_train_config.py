@@ -205,9 +205,9 @@ def test_early_stopping_counts_epochs_without_a_gain():
 
 
 def test_the_recipe_numbers_are_written_once():
-    """lr 0.1, weight decay 5e-4 and FastNet's recipe live in helpers/recipes.py only."""
+    """lr 0.1, weight decay 5e-4 and FastNet's recipe live in helpers/train/recipes.py only."""
     from helpers.config import PROJECT_ROOT
-    for name in ("train.py", "train_cli.py", "train_config.py", "schedules.py"):
+    for name in ("train/loop.py", "commands/train.py", "train/config.py", "train/schedules.py"):
         text = (PROJECT_ROOT / "helpers" / name).read_text()
         for number in ("5e-4", "1.3e-3", "0.85", "1024", "0.23"):
             assert number not in text, (name, number)

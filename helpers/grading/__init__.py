@@ -2,7 +2,7 @@
 
 - `course`: make a course folder, generate the release, validate, submit, autograde, read
   grades, feedback and export through nbgrader's Python API; keeps release/ equal to what
-  `nbgrader generate_assignment` makes of source/ (`python -m helpers.grading.course check`).
+  `nbgrader generate_assignment` makes of source/ (`python -m helpers check-release`).
 - `simulate`: simulated submissions built from the release notebooks (solution, blank,
   tampered) and the registry of one wrong answer per assignment.
 - `challenge`: the contract between the 06_challenge notebook and the scoring (file names,

@@ -9,7 +9,7 @@ training, so autograde takes seconds and never retrains.
 
 What the challenge rewards (the rules the grader applies, in one place):
 - a checkpoint records the recipe it was trained with and the data it was trained on
-  (`helpers.checkpoint.dataset_fingerprint`: the name and a SHA-256 of the training split);
+  (`helpers.models.checkpoint.dataset_fingerprint`: the name and a SHA-256 of the training split);
   the hidden tests compare the recipe answers with the recorded recipe, and the scoring gives 0
   to a model trained on other data than the data it is graded on;
 - a model whose architecture matches a handed-out or ready-made design (HANDED_OUT, then every
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from pathlib import Path
+
+from ..models.checkpoint import check_mean_std  # noqa: F401  (notebooks import it from here)
 
 ASSIGNMENT = "06_challenge"
 CHECKPOINT_NAME = "challenge_model.pt"
@@ -71,27 +72,6 @@ def task_cell_metadata(grade_id: str, points: float) -> dict:
                          "grade_id": grade_id, "points": float(points), "schema_version": 3}}
 
 
-def check_mean_std(mean, std) -> str | None:
-    """Why a checkpoint's normalization is unusable, or None when it is fine.
-
-    Both absent (the model takes pixels in [0, 1]) or both three numbers in [0, 1] pixel units,
-    finite, with std > 0.
-    """
-    if mean is None and std is None:
-        return None
-    if mean is None or std is None:
-        return f"mean/std malformed: only the {'std' if mean is None else 'mean'} is given; give both or neither"
-    for label, values in (("mean", mean), ("std", std)):
-        if not isinstance(values, (list, tuple)) or len(values) != 3:
-            return f"mean/std malformed: the {label} must be 3 numbers (one per colour channel), got {values!r}"
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-            return f"mean/std malformed: the {label} holds a value that is not a finite number: {values!r}"
-    if not all(0 <= m <= 1 for m in mean) or not all(0 < s <= 1 for s in std):
-        return (f"mean/std malformed: expected [0, 1] pixel units with std > 0 (e.g. mean 0.49, std 0.25), "
-                f"got mean {[round(m, 4) for m in mean]}, std {[round(s, 4) for s in std]}")
-    return None
-
-
 def _dataset_name(dataset) -> str:
     """'cifar10', 'cifar100' or 'synthetic' from a name or an ImageData."""
     name = getattr(dataset, "name", dataset)
@@ -126,14 +106,14 @@ def save_challenge_checkpoint(path, model, *, history, mean, std, dataset, recip
     was trained with and the data it was trained on; returns the path.
 
     `dataset` is the ImageData trained on (its name and a SHA-256 of its training split are
-    recorded: `helpers.checkpoint.dataset_fingerprint`); a bare name is accepted but records no
+    recorded: `helpers.models.checkpoint.dataset_fingerprint`); a bare name is accepted but records no
     digest, and the grader gives such a checkpoint 0 points. `recipe` is the completed recipe dict
     (the notebook's complete_recipe(...)); the hidden tests compare the recipe answers with it.
     Refuses (ValueError) a model the grader cannot rebuild, unusable mean/std, a recipe that is not
     plain data, or NaN/inf weights, each with what to do; prints a warning when the file is near
     nbgrader's 100 MB limit.
     """
-    from ..checkpoint import CheckpointError, dataset_fingerprint, has_nonfinite, save_checkpoint
+    from ..models.checkpoint import CheckpointError, dataset_fingerprint, has_nonfinite, save_checkpoint
     spec = _check_registry_model(model)
     trained_on = (dataset_fingerprint(dataset) if hasattr(dataset, "train_images")
                   else {"name": _dataset_name(dataset)})
@@ -186,9 +166,9 @@ def load_or_train(path, train_fn, *, reuse: bool = False):
     `path` is loaded (weights only) and a missing file raises FileNotFoundError saying why.
     With `reuse=True` a student's earlier checkpoint is loaded too instead of training again.
     """
-    from ..checkpoint import load_checkpoint, rebuild_model
-    from ..config import autograding
-    from ..history import History
+    from ..models.checkpoint import load_checkpoint, rebuild_model
+    from ..settings import autograding
+    from ..train.history import History
     path = Path(path)
     if autograding() or (reuse and path.is_file()):
         if not path.is_file():
@@ -270,7 +250,7 @@ def checkpoint_record(path) -> dict:
     """The plain fields of a challenge checkpoint, without its weights: {"model", "recipe", "dataset",
     "mean", "std", "extra", "error"}; "error" says why the file could not be read (then the others
     are None). Run where the file may be read (the harness calls it inside the sandbox)."""
-    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..models.checkpoint import CheckpointError, load_checkpoint
     out = dict.fromkeys(("model", "recipe", "dataset", "mean", "std", "extra"))
     try:
         ckpt = load_checkpoint(path)
@@ -319,7 +299,7 @@ def dataset_problem(record, expected) -> str | None:
 
 def notebook_cells(path=None) -> dict:
     """{grade_id: source} of the code cells of the 06 notebook at `path` (default: the source notebook)."""
-    from ..config import PROJECT_ROOT
+    from ..settings import PROJECT_ROOT
     nb = json.loads(Path(path or PROJECT_ROOT / SOURCE_NOTEBOOK).read_text(encoding="utf-8"))
     return {(c.get("metadata", {}).get("nbgrader") or {}).get("grade_id", f"cell{i}"): "".join(c["source"])
             for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"}
@@ -337,7 +317,7 @@ def given_namespace(path=None, *, answers=()) -> dict:
     import torch
 
     import helpers
-    from ..config import by_mode, fast_mode
+    from ..settings import by_mode, fast_mode
     cells = notebook_cells(path)
     namespace = {"__name__": "recipe_given", "json": json, "np": np, "torch": torch, "helpers": helpers,
                  "Path": Path, "by_mode": by_mode, "FAST": fast_mode()}
@@ -355,7 +335,7 @@ def write_solution_work_files(folder) -> list[Path]:
     mode). They pass every check of the saved files; their accuracy is that of an untrained model."""
     import torch
 
-    from ..data import course_data
+    from ..data.datasets import course_data
     ns = given_namespace(answers=("challenge_recipe-answer", "cifar100_recipe-answer"))
     written = []
     for function, name, dataset in (("challenge_recipe", CHECKPOINT_NAME, "cifar10"),
@@ -403,7 +383,8 @@ class run_mode:
 
     def __enter__(self):
         import os
-        self.before = os.environ.get("COURSE_FAST")
+        from ..settings import env
+        self.before = env("COURSE_FAST")
         os.environ["COURSE_FAST"] = "1" if self.reduced else "0"
         return self
 

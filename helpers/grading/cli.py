@@ -1,6 +1,6 @@
 """`python -m helpers grade`: grade every assignment outside the students' kernels.
 
-    python -m helpers grade <assignment> [--course-root .] [--jobs N] [--dataset cifar10] [--timeout 120]
+    python -m helpers grade [score] <assignment> [--course-root .] [--jobs N] [--dataset cifar10] [--timeout 120]
         [--allow-synthetic] [--points-from-gradebook] [--db GRADEBOOK] [--out DIR]
         [--shard I --of N | --students a,b] [--scan-autograded] [--device cuda] [--tiers FILE]
     python -m helpers grade merge --into gradebook.db shards/gradebook-0.db shards/gradebook-1.db ...
@@ -8,8 +8,8 @@
     python -m helpers grade shard-students 06_challenge --shard I --of N [--course-root .]
     python -m helpers grade shard-init --from gradebook.db --to shards/gradebook-I.db
 
-The first word picks the action: `merge`, `shard-students`, `shard-init`, or else the name of
-the assignment to grade. Grading runs after `nbgrader autograde`. When hidden_tests/<assignment>/
+The first word picks the action: `score` (grade an assignment; `grade <assignment>` is short
+for `grade score <assignment>`), `merge`, `shard-students` or `shard-init`. Grading runs after `nbgrader autograde`. When hidden_tests/<assignment>/
 exists, every student's answer cells run in a sandboxed worker and the hidden tests run in a
 fresh trusted process per student (harness/, HARNESS.md); each test cell's points and a one-line
 reason become its manual score and comment (autograde --force keeps them), and
@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 from pathlib import Path
 
+from ..settings import env
 from .challenge import CIFAR100_SCORE_CELL, SCORE_CELL, SCORED_PARTS
+from .course import assignment_students  # noqa: F401  (the shard scripts import it from here)
 
-ACTIONS = ("merge", "shard-students", "shard-init")
+ACTIONS = ("score", "merge", "shard-students", "shard-init")
 
 
 class UsageError(Exception):
@@ -48,16 +49,28 @@ class UsageError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`grade`'s actions as subcommands, each with its own options and help."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.add_argument("target", help="an assignment to score (e.g. 06_challenge), or merge | shard-students | shard-init")
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help="that action's options (see below)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(parser))
+    helps = {"score": "grade an assignment: hidden tests, checkpoints, gradebook, reports",
+             "merge": "merge shard gradebooks into the course gradebook (idempotent)",
+             "shard-students": "print the students of one shard, one per line",
+             "shard-init": "create a shard gradebook: the course's structure, no submissions"}
+    adders = {"score": add_score_arguments, "merge": _merge_arguments, "shard-students": _shard_list_arguments,
+              "shard-init": _shard_init_arguments}
+    runners = {"score": _score, "merge": _merge, "shard-students": _shard_list, "shard-init": _shard_init}
+    for name in ACTIONS:
+        sub = actions.add_parser(name, help=helps[name], description=helps[name])
+        adders[name](sub)
+        sub.set_defaults(_action=runners[name])
 
 
-def _score_parser(assignment: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m helpers grade {assignment}")
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    from ..data import dataset_names
+    p.add_argument("assignment", help="the assignment to grade, e.g. 06_challenge")
     p.add_argument("--course-root", default=".", help="the nbgrader course folder (default: .)")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "synthetic"],
+    p.add_argument("--dataset", default="cifar10", choices=dataset_names(),
                    help="test set of the model-score part (default: cifar10; the cifar100 part always uses cifar100)")
     p.add_argument("--timeout", type=float, default=120, help="seconds per checkpoint before it scores 0 (default: 120)")
     p.add_argument("--allow-synthetic", action="store_true",
@@ -77,17 +90,13 @@ def _score_parser(assignment: str) -> argparse.ArgumentParser:
     p.add_argument("--reduced-tiers", action="store_true",
                    help="judge models by the reduced-mode tiers (the demo and tests, COURSE_FAST=1); refused on a "
                         "full test set, so a real course is never graded with them")
+
+
+def score_parser() -> argparse.ArgumentParser:
+    """The parser of `grade score` alone (tests read its options)."""
+    p = argparse.ArgumentParser(prog="python -m helpers grade score")
+    add_score_arguments(p)
     return p
-
-
-def assignment_students(course_root, assignment: str) -> list[str]:
-    """Sorted ids of the students with submitted/ or autograded/ folders for the assignment."""
-    names = set()
-    for stage in ("submitted", "autograded"):
-        folder = Path(course_root) / stage
-        if folder.is_dir():
-            names |= {p.name for p in folder.iterdir() if (p / assignment).is_dir()}
-    return sorted(names)
 
 
 def shard_students(students: list[str], shard: int, of: int) -> list[str]:
@@ -142,7 +151,7 @@ def _warm_data(parts: list[dict], allow_synthetic: bool) -> dict:
     """Load and verify each test set once here (against its pinned digest), so no worker spends its
     time limit on that and a bad test set stops grading before anything is scored;
     {dataset: VerifiedTestSet}."""
-    from ..data import DataError
+    from ..data.datasets import DataError
     from .testsets import TestSetError, verified_testset
     digests = {}
     for dataset in sorted({p["dataset"] for p in parts}):
@@ -161,7 +170,7 @@ def _warm_data(parts: list[dict], allow_synthetic: bool) -> dict:
 
 def _testset_digests_now(datasets, allow_synthetic: bool) -> dict[str, str]:
     """The test sets' digests loaded afresh (not remembered), for the integrity check after the run."""
-    from ..data import DataError
+    from ..data.datasets import DataError
     from .testsets import TestSetError, load_verified
     digests = {}
     for dataset in sorted(datasets):
@@ -235,7 +244,7 @@ def grade_assignment(assignment: str, opts) -> int:
                          f"({SCORE_CELL!r} or {CIFAR100_SCORE_CELL!r}) in the gradebook")
     if blocks and not (root / "release" / assignment).is_dir():
         raise UsageError(f"release/{assignment} is missing: the harness takes every non-answer cell from it "
-                         "(python -m helpers.grading.course release)")
+                         "(python -m helpers release)")
     students = _selected_students(root, assignment, opts)
     _require_sandbox()
     out = Path(opts.out) if opts.out else root / "reports"
@@ -325,7 +334,7 @@ def _part_tables(root: Path, parts: list[dict], testsets: dict, opts) -> dict:
         tables = load_tiers(opts.tiers)  # never from the course root: the kernel could have written there
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    tiers_file = opts.tiers or os.environ.get(TIERS_ENV)
+    tiers_file = opts.tiers or env(TIERS_ENV)
     if tiers_file:
         tiers_path = Path(tiers_file).expanduser().resolve()
         print(f"[grade] tiers from {tiers_path} (sha256 {hashlib.sha256(tiers_path.read_bytes()).hexdigest()[:16]}...)"
@@ -375,17 +384,21 @@ def _score_parts(root: Path, url: str, assignment: str, parts: list[dict], stude
     return testset_digests, rows
 
 
-def _merge(argv: list[str]) -> int:
-    from . import report
-    from .gradebook import merge_gradebooks
-    p = argparse.ArgumentParser(prog="python -m helpers grade merge",
-                                description="merge shard gradebooks into the course gradebook (idempotent)")
+def _score(opts) -> int:
+    return grade_assignment(opts.assignment, opts)
+
+
+def _merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--into", required=True, help="the course gradebook (it must hold the assignment already)")
     p.add_argument("shards", nargs="+", help="shard gradebook files")
     p.add_argument("--reports", nargs="*", default=[], help="shard grades CSVs to combine into one report")
     p.add_argument("--assignment", default="06_challenge", help="names the combined report (default: %(default)s)")
     p.add_argument("--out", default="reports", help="folder for the combined report (default: %(default)s)")
-    opts = p.parse_args(argv)
+
+
+def _merge(opts) -> int:
+    from . import report
+    from .gradebook import merge_gradebooks
     summary = merge_gradebooks(opts.shards, opts.into)
     print(f"merged {summary['submissions']} submissions of {summary['students']} students from "
           f"{summary['shards']} shards into {opts.into}")
@@ -395,37 +408,34 @@ def _merge(argv: list[str]) -> int:
     return 0
 
 
-def _shard_list(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m helpers grade shard-students",
-                                description="print the students of one shard, one per line")
+def _shard_list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("assignment")
     p.add_argument("--shard", type=int, required=True)
     p.add_argument("--of", type=int, required=True)
     p.add_argument("--course-root", default=".")
-    opts = p.parse_args(argv)
+
+
+def _shard_list(opts) -> int:
     for student in shard_students(assignment_students(opts.course_root, opts.assignment), opts.shard, opts.of):
         print(student)
     return 0
 
 
-def _shard_init(argv: list[str]) -> int:
-    from .gradebook import empty_copy
-    p = argparse.ArgumentParser(prog="python -m helpers grade shard-init",
-                                description="create a shard gradebook: the course's structure, no submissions")
+def _shard_init_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", required=True, help="the course gradebook")
     p.add_argument("--to", dest="target", required=True, help="the shard gradebook to write")
-    opts = p.parse_args(argv)
+
+
+def _shard_init(opts) -> int:
+    from .gradebook import empty_copy
     print(f"wrote {empty_copy(opts.source, opts.target)}")
     return 0
 
 
 def run(args) -> int:
     from .gradebook import GradebookError
-    actions = dict(zip(ACTIONS, (_merge, _shard_list, _shard_init)))
     try:
-        if args.target in actions:
-            return actions[args.target](args.rest)
-        return grade_assignment(args.target, _score_parser(args.target).parse_args(args.rest))
+        return args._action(args)
     except (UsageError, GradebookError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,10 +1,10 @@
 """The instructor's round trip through nbgrader's Python API, in a course folder of its own.
 
-Used by the tests, the demo and the command line:
+Used by the tests, the demo and the command line (helpers/grading/release_cli.py):
 
-    python -m helpers.grading.course release   # rebuild release/ from source/
-    python -m helpers.grading.course check     # exit 1 (and list the files) when release/ is stale
-    python -m helpers.grading.course bundle    # what a student gets: dist/cifar10-course-student(.tar.gz)
+    python -m helpers release          # rebuild release/ from source/
+    python -m helpers check-release    # exit 1 (and list the files) when release/ is stale
+    python -m helpers student-bundle   # what a student gets: dist/cifar10-course-student(.tar.gz)
 
 Steps: `make_course_dir` -> `generate_release` -> `submit` -> `autograde` -> `read_grades`,
 `generate_feedback`, `export_grades`; `validate` checks one notebook as a student would.
@@ -17,7 +17,6 @@ the course's `nbgrader_config.py` from the course root and nothing else, so runs
 """
 from __future__ import annotations
 
-import argparse
 import filecmp
 import json
 import os
@@ -25,10 +24,11 @@ import re
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config import PROJECT_ROOT
+from ..settings import PROJECT_ROOT, env
 
 CONFIG_FILE = "nbgrader_config.py"
 
@@ -113,7 +113,8 @@ def validate(notebook_path, course_root=PROJECT_ROOT) -> dict:
     (The `nbgrader validate` command exits 0 even when validation fails; this does not hide it.)
     """
     from nbgrader.validator import Validator
-    results = Validator(config=load_config(course_root)).validate(str(Path(notebook_path).resolve()))
+    with _nbgrader_environment():
+        results = Validator(config=load_config(course_root)).validate(str(Path(notebook_path).resolve()))
     out = {key: results.get(key, []) for key in ("failed", "changed", "type_changed")}
     out["failed"] = [{"source": f["source"], "error": f.get("raw_error", "")} for f in out["failed"]]
     out["passed"] = not any(out[key] for key in ("failed", "changed", "type_changed"))
@@ -143,8 +144,35 @@ def autograde(course_root, assignment: str, students: list[str] | None = None, s
     if students is not None:  # one run over "*", leaving out the submitted students not asked for
         others = sorted(set(_submitted_students(course_root, assignment)) - set(students))
         api.coursedir.student_id_exclude = ",".join(others)
-    result = api.autograde(assignment, "*", force=True, create=True)
+    with _nbgrader_environment():
+        result = api.autograde(assignment, "*", force=True, create=True)
     return _check(result, f"autograde {assignment}") if strict else result
+
+
+@contextmanager
+def _nbgrader_environment():
+    """Put NBGRADER_EXECUTION and NBGRADER_VALIDATING back as they were: nbgrader 0.9 sets them
+    around a run without restoring them when the run fails (a kernel that never starts), which
+    would leave this process believing it is inside autograde."""
+    before = {name: env(name) for name in ("NBGRADER_EXECUTION", "NBGRADER_VALIDATING")}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def assignment_students(course_root, assignment: str) -> list[str]:
+    """Sorted ids of the students with submitted/ or autograded/ folders for the assignment."""
+    names = set()
+    for stage in ("submitted", "autograded"):
+        folder = Path(course_root) / stage
+        if folder.is_dir():
+            names |= {p.name for p in folder.iterdir() if (p / assignment).is_dir()}
+    return sorted(names)
 
 
 def _submitted_students(course_root, assignment: str) -> list[str]:
@@ -176,7 +204,6 @@ def solution_class(root, assignment: str, n: int) -> list[str]:
 def grade_blocks(course_root, assignment: str, students: list[str] | None = None, jobs: int = 1) -> dict:
     """The hidden tests for every (or the given) student, as `python -m helpers grade` runs them:
     each test cell's points become its manual score. Returns harness.grade.grade_blocks's dict."""
-    from .cli import assignment_students
     from .harness.grade import grade_blocks as run_blocks
     students = students if students is not None else assignment_students(course_root, assignment)
     return run_blocks(Path(course_root), assignment, list(students), _db_url(course_root), jobs=jobs)
@@ -512,7 +539,7 @@ def reference_definitions(repo_root=PROJECT_ROOT) -> dict[str, list[tuple[int, i
                 names.add(node.value)
     found: dict[str, list[tuple[int, int, str]]] = {}
     for dotted in sorted(names):
-        module, _, name = dotted.rpartition(".")
+        module, _, name = _defining_module(dotted).rpartition(".")
         base = repo_root / Path(*module.split("."))
         files = [base.with_suffix(".py")] if base.with_suffix(".py").is_file() else sorted(base.glob("*.py"))
         for path in files:
@@ -521,6 +548,21 @@ def reference_definitions(repo_root=PROJECT_ROOT) -> dict[str, list[tuple[int, i
                     found.setdefault(str(path.relative_to(repo_root)), []).append(
                         (node.lineno, node.end_lineno, dotted))
     return found
+
+
+def _defining_module(dotted: str) -> str:
+    """"helpers.<module>.<name>" with <module> the one that defines <name>: old module names
+    (helpers/moved.py) and re-exports (helpers.data.augment.denormalize) lead to the definition."""
+    import inspect
+    from ..moved import current_name
+    from .harness import resolve_name
+    dotted = current_name(dotted)
+    try:
+        obj = inspect.unwrap(resolve_name(dotted))
+    except (ImportError, AttributeError):
+        return dotted
+    module = getattr(obj, "__module__", None)
+    return f"{module}.{dotted.rpartition('.')[2]}" if isinstance(module, str) and module.startswith("helpers.") else dotted
 
 
 def _bundle_files(bundle) -> dict[str, str]:
@@ -628,7 +670,7 @@ def student_modules(repo_root=PROJECT_ROOT) -> list[str]:
     package = repo_root / "helpers"
     grading = package / "grading"
     files = {p for p in package.rglob("*.py") if "__pycache__" not in p.parts
-             and grading not in p.parents and p != package / "demo.py"}
+             and grading not in p.parents and p != package / "commands" / "demo.py"}
     seeds = set()
     for nb in (repo_root / "release").glob("*/*.ipynb"):
         seeds.update(re.findall(r"\bhelpers\.grading(?:\.\w+)+", _notebook_text(nb.read_text(errors="replace"))))
@@ -847,49 +889,3 @@ def regenerate_release(repo_root=PROJECT_ROOT, names: list[str] | None = None) -
             os.replace(staging, target)
             done.append(target)
     return done
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.grading.course",
-                                     description="Keep release/ exactly what nbgrader makes of source/; build "
-                                                 "what a student gets.")
-    parser.add_argument("command", choices=["release", "check", "bundle"],
-                        help="release: regenerate release/; check: exit 1 when release/ is stale; bundle: the "
-                             "student bundle (release notebooks, helpers wheel, no solutions or hidden tests)")
-    parser.add_argument("assignments", nargs="*", help="only these assignments (release only; default: all)")
-    parser.add_argument("--root", default=str(PROJECT_ROOT), help="the repository root (default: %(default)s)")
-    parser.add_argument("--out", help=f"bundle: the folder to write (default: <root>/dist/{BUNDLE_NAME}; "
-                                      "<out>.tar.gz beside it)")
-    parser.add_argument("--exchange", help="bundle: the exchange path students are given (default: the course "
-                                           f"config's, ${EXCHANGE_ENV} or <root>/exchange)")
-    args = parser.parse_args(argv)
-    if args.command == "bundle":
-        try:
-            out = build_bundle(args.out, args.root, args.exchange)
-        except NbgraderError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(f"wrote {out}/ and {out}.tar.gz:")
-        for path in sorted(p for p in out.rglob("*") if p.is_file()):
-            print(f"  {path.relative_to(out)}")
-        exchange = args.exchange or str(exchange_root(args.root))
-        print(f"its nbgrader_config.py gives students the exchange {exchange}"
-              + ("" if args.exchange or os.environ.get(EXCHANGE_ENV) else
-                 f" (this course folder's own: for a farm, set ${EXCHANGE_ENV} or pass --exchange)"))
-        return 0
-    if args.command == "release":
-        for path in regenerate_release(args.root, args.assignments or None):
-            print(f"wrote {path}")
-        return 0
-    diffs = release_differences(args.root)
-    if diffs:
-        print("release/ differs from `nbgrader generate_assignment` of source/ in:")
-        print("\n".join(f"  {d}" for d in diffs))
-        print("run: python -m helpers.grading.course release")
-        return 1
-    print("release/ is up to date")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -341,7 +341,7 @@ def exit_kept_blocks(source) -> list[str]:
 def _meta_bomb(path: Path) -> None:
     """A valid course checkpoint (a few KB) whose model description asks for a 1,000,000-channel convolution."""
     import torch
-    from ..checkpoint import save_checkpoint
+    from ..models.checkpoint import save_checkpoint
     from ..models import build_model
     layers = [{"type": "conv", "out": 8}, {"type": "relu"}, {"type": "globalpool"}, {"type": "linear", "out": 10}]
     save_checkpoint(path, build_model("layers", layers=layers), history=[], mean=[0.5] * 3, std=[0.25] * 3)

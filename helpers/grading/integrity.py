@@ -17,7 +17,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from ..config import PACKAGE_DIR
+from ..settings import PACKAGE_DIR
 
 
 class IntegrityError(RuntimeError):

@@ -19,7 +19,7 @@ def write_report(rows: list[dict], out_dir, assignment: str) -> dict:
 
     Returns {"csv": path, "histogram": path or None}.
     """
-    from ..plots import plot_histogram, save_figure
+    from ..eval.plots import plot_histogram, save_figure
     out_dir = Path(out_dir)
     csv_path = write_csv(rows, out_dir / f"grades-{assignment}.csv", GRADE_FIELDS)
     main = [r for r in rows if (r.get("part") or "cifar10") == "cifar10"]  # the CIFAR-10 part's rows

@@ -27,24 +27,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import PACKAGE_DIR
+from ..settings import PACKAGE_DIR, env, env_number, passed_through
 
 SANDBOX_ENV = "COURSE_SANDBOX"  # "off": trusted local run without a sandbox (never for real grading)
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `dnf install "
                 "bubblewrap`), or, for a trusted local run only, set COURSE_SANDBOX=off")
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 @dataclass(frozen=True)
 class Limits:
     """The caps of one sandbox, in one place. Memory may be lowered with COURSE_SANDBOX_MEMORY_MB."""
-    memory_bytes: int = _env_int("COURSE_SANDBOX_MEMORY_MB", 8192) * 2**20  # resident, whole process tree
+    memory_bytes: int = int(env_number("COURSE_SANDBOX_MEMORY_MB", 8192)) * 2**20  # resident, whole process tree
     processes: int = 256             # RLIMIT_NPROC inside the sandbox's user namespace
     file_bytes: int = 200 * 10**6    # RLIMIT_FSIZE: the largest file the student's code may write
     folder_bytes: int = 10**9        # the private working folder (a tmpfs of this size)
@@ -67,7 +60,7 @@ class SandboxUnavailable(RuntimeError):
 
 def sandbox_disabled() -> bool:
     """True when the TA explicitly opted out (COURSE_SANDBOX=off) for a trusted local run."""
-    return os.environ.get(SANDBOX_ENV, "").strip().lower() in ("off", "0", "no", "false")
+    return (env(SANDBOX_ENV) or "").strip().lower() in ("off", "0", "no", "false")
 
 
 def find_bwrap() -> str:
@@ -187,14 +180,12 @@ def sandbox_command(argv: list[str], *, workdir: str, submission: str | None = N
 
 def base_env(extra: dict | None = None) -> dict:
     """The environment inside: no course secret, nothing of the TA's; only what Python needs."""
-    env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
-           "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
-           "MPLCONFIGDIR": "/tmp/matplotlib", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    for key in ("COURSE_FAST", "CUDA_VISIBLE_DEVICES", "COURSE_OFFLINE"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    env.update(extra or {})
-    return env
+    inside = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+              "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+              "MPLCONFIGDIR": "/tmp/matplotlib", "OMP_NUM_THREADS": env("OMP_NUM_THREADS", "2"),
+              **passed_through(("COURSE_FAST", "CUDA_VISIBLE_DEVICES", "COURSE_OFFLINE"))}
+    inside.update(extra or {})
+    return inside
 
 
 # ----------------------------------------------------------------------------- the private copy

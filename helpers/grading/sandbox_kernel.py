@@ -59,9 +59,9 @@ PASSED_ENV = ("COURSE_CIFAR10", "COURSE_CIFAR100", "NBGRADER_EXECUTION", "NBGRAD
 def _bootstrap_light():
     """Import helpers.grading.sandbox without running helpers/__init__ (which imports torch).
 
-    Run as a script, this file registers bare `helpers` and `helpers.grading` packages and a
-    `helpers.config` holding only the paths sandbox.py uses; if that is not enough (sandbox.py
-    changed), it falls back to the ordinary import.
+    Run as a script, this file registers bare `helpers` and `helpers.grading` packages, so that
+    sandbox.py and helpers.settings (standard library only) load without the package's __init__;
+    if that is not enough (sandbox.py changed), it falls back to the ordinary import.
     """
     import importlib
     import types
@@ -74,20 +74,15 @@ def _bootstrap_light():
             mod = types.ModuleType(name)
             mod.__path__ = [str(path)]
             stubs[name] = mod
-        config = types.ModuleType("helpers.config")
-        config.PACKAGE_DIR, config.PROJECT_ROOT = package_dir, package_dir.parent
-        config.data_dir = lambda: (Path(os.environ["COURSE_DATA_DIR"]).expanduser()
-                                   if os.environ.get("COURSE_DATA_DIR") else package_dir.parent / "data")
-        stubs["helpers.config"] = config
         sys.modules.update(stubs)
-        try:
-            return importlib.import_module("helpers.grading.sandbox"), config
+        try:  # helpers.settings imports only the standard library
+            return importlib.import_module("helpers.grading.sandbox"), importlib.import_module("helpers.settings")
         except (ImportError, AttributeError):
-            for name in [*stubs, "helpers.grading.sandbox"]:
+            for name in [*stubs, "helpers.settings", "helpers.grading.sandbox"]:
                 sys.modules.pop(name, None)
-    from helpers import config
+    from helpers import settings
     from helpers.grading import sandbox
-    return sandbox, config
+    return sandbox, settings
 
 
 # ----------------------------------------------------------------------------- output caps
@@ -297,12 +292,12 @@ def _split_args(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def _kernel_env(sandbox, config, extra: dict) -> dict:
-    env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
+    env = config.passed_through(PASSED_ENV)
     env["COURSE_DATA_DIR"] = str(config.data_dir())
     env["PYTHONPATH"] = str(config.PROJECT_ROOT)  # only helpers/ (and the data) is visible there
     env.update(extra)
     out = sandbox.base_env(env)
-    if "MPLBACKEND" not in os.environ:  # as without the sandbox: ipykernel's inline backend
+    if config.env("MPLBACKEND") is None:  # as without the sandbox: ipykernel's inline backend
         out.pop("MPLBACKEND", None)
     return out
 
@@ -310,7 +305,7 @@ def _kernel_env(sandbox, config, extra: dict) -> dict:
 def _readonly_paths(config) -> list[str]:
     """The data the notebooks may read: the data folder and the archives COURSE_CIFAR10/100 name."""
     paths = [config.data_dir()]
-    paths += [Path(os.environ[k]).expanduser() for k in ("COURSE_CIFAR10", "COURSE_CIFAR100") if os.environ.get(k)]
+    paths += [Path(config.env(k)).expanduser() for k in ("COURSE_CIFAR10", "COURSE_CIFAR100") if config.env(k)]
     paths = [p.resolve() for p in paths if p.exists()]
     if os.geteuid() != 0:  # a normal TA's uid is the sandbox's uid 65534 inside its user namespace
         return [str(p) for p in paths]

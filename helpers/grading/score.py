@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import PROJECT_ROOT
+from ..settings import PROJECT_ROOT, passed_through
 from .fingerprint import from_wire
 from .tiers import DEFAULT_TIERS, TierTable, tier_fraction
 
@@ -78,7 +78,7 @@ def collect_checkpoint(path) -> tuple[bytes | None, str | None, str]:
     Never follows a link and never opens a device or FIFO (lstat first, then O_NOFOLLOW |
     O_NONBLOCK and an fstat of what was opened); the zip directory is checked before any copy.
     """
-    from ..checkpoint import CheckpointError, check_archive
+    from ..models.checkpoint import CheckpointError, check_archive
     from .sandbox import Refused, check_regular_file
     from .score_worker import MAX_BYTES
     path = Path(path)
@@ -134,8 +134,7 @@ def worker_command(checkpoints: list[str], image_files: list[str], classes: list
         return argv
     from .sandbox import base_env, sandbox_command
     extra = {}
-    if os.environ.get("COURSE_SCORE_TEST_SLEEP"):  # the test hook travels explicitly
-        extra["COURSE_SCORE_TEST_SLEEP"] = os.environ["COURSE_SCORE_TEST_SLEEP"]
+    extra.update(passed_through(["COURSE_SCORE_TEST_SLEEP"]))  # the test hook travels explicitly
     return sandbox_command(argv, workdir=workdir, submission=submission, readonly=[data_dir],
                            env=base_env(extra), gpu=True)
 
@@ -270,7 +269,7 @@ def _trained_on_ok(record) -> bool:
 def metrics_row(raw: dict, testset) -> dict:
     """A validated worker line turned into {status, accuracy, macro_f1, reason, model, dataset, images},
     the metrics computed here from the labels the grader holds."""
-    from ..metrics import accuracy, macro_f1
+    from ..eval.metrics import accuracy, macro_f1
     if "predictions" not in raw:
         raw = validate_line(json.dumps(raw), testset)
     out = {"status": raw["status"], "accuracy": None, "macro_f1": None, "model": raw.get("model"),
@@ -322,7 +321,7 @@ def score_checkpoints(parts: list[dict], *, timeout: float = DEFAULT_TIMEOUT, al
     """Score one student's checkpoints (each part: path, dataset, max_points, tiers) in one sandboxed
     process; a result row per part, as score_checkpoint gives. Never raises for a bad submission
     (a test set that is unavailable or fails its digest raises: that is the grader's to fix)."""
-    from ..imagefolder import DataError
+    from ..data.imagefolder import DataError
     from .testsets import TestSetError, verified_testset
     start = time.perf_counter()
     raws: list[dict | None] = []
@@ -381,3 +380,20 @@ def _points_row(raw: dict, part: dict, student: str, seconds: float, digest: str
     known = {k: raw[k] for k in ("status", "accuracy", "macro_f1", "model", "images") if k in raw}
     return _result(student, dataset, max_points, **known, tier=tier, fraction=fraction, points=points,
                    reason=reason, seconds=seconds, sha256=digest, matches=matched or "")
+
+
+def evaluate_checkpoint(path, dataset: str = "cifar10", *, allow_synthetic: bool = False, device=None) -> dict:
+    """Score one checkpoint in this process (no sandbox; tests and trusted local use): the verified
+    test set, the worker's prediction and the grader's metrics. {status, accuracy, macro_f1,
+    reason, model, dataset, images}; status "error" when the grader has no trusted test data."""
+    from ..data.imagefolder import DataError
+    from .testsets import TestSetError, verified_testset
+    try:
+        testset = verified_testset(dataset, allow_synthetic=allow_synthetic)
+    except (DataError, TestSetError) as exc:
+        return {"status": "error", "accuracy": None, "macro_f1": None, "model": None, "dataset": dataset,
+                "images": 0, "reason": f"test data unavailable: {str(exc).splitlines()[0]} (set $COURSE_CIFAR10/"
+                                       "$COURSE_CIFAR100, or pass --allow-synthetic for a demo)"}
+    from .score_worker import encode_result, predict_checkpoint
+    raw = predict_checkpoint(path, testset.images, testset.num_classes, device)
+    return metrics_row(json.loads(encode_result(raw)), testset)

@@ -20,8 +20,8 @@ of the other fields) and computes accuracy and macro-F1 itself, so a line printe
 else can earn no more than its predictions do; it compares `trained_on` with the training split
 of the data it grades on, and `fingerprint` with the handed-out and zoo designs (the cap).
 status "ok": predicted; "zero": the submission cannot be scored (reason says why).
-The file is read with `torch.load(weights_only=True)` only (helpers.checkpoint.load_checkpoint),
-after its zip directory was checked (helpers.checkpoint.check_archive); the model description is
+The file is read with `torch.load(weights_only=True)` only (helpers.models.checkpoint.load_checkpoint),
+after its zip directory was checked (helpers.models.checkpoint.check_archive); the model description is
 sized on the meta device (parameters, activations for a batch of 2) before anything is allocated,
 and the network is rebuilt from the course's model registry, so nothing from the file runs.
 Test hook: COURSE_SCORE_TEST_SLEEP=<seconds> makes the worker sleep first (to test timeouts).
@@ -58,7 +58,7 @@ class GraderError(Exception):
 
 def _read(path: Path) -> dict:
     """The checkpoint dict, read weights-only; Zero with a plain reason on any problem."""
-    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..models.checkpoint import CheckpointError, load_checkpoint
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -85,7 +85,7 @@ def _read(path: Path) -> dict:
 
 def _rebuild(ckpt: dict):
     """The model rebuilt from the registry spec with the checkpoint's weights (never downloads)."""
-    from ..checkpoint import CheckpointError, has_nonfinite, rebuild_model
+    from ..models.checkpoint import CheckpointError, has_nonfinite, rebuild_model
     from ..models import model_names
     spec = ckpt.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
@@ -172,7 +172,7 @@ def predict_checkpoint(path, images: np.ndarray, num_classes: int, device=None) 
     out = {"status": "zero", "reason": "", "model": None, "predictions": None, "fingerprint": None,
            "trained_on": None}
     try:
-        from .challenge import check_mean_std
+        from ..models.checkpoint import check_mean_std
         from .fingerprint import MAX_ENTRIES, fingerprint
         ckpt = _read(Path(path))
         if problem := check_mean_std(ckpt.get("mean"), ckpt.get("std")):
@@ -191,8 +191,8 @@ def predict_checkpoint(path, images: np.ndarray, num_classes: int, device=None) 
 def _predict(model, ckpt: dict, images: np.ndarray, num_classes: int, device) -> np.ndarray:
     """The predicted class of every image (Zero when the model cannot be run on them)."""
     import torch
-    from ..config import pick_device
-    from ..inference import normalize, predict_logits
+    from ..settings import pick_device
+    from ..eval.inference import normalize, predict_logits
     device = pick_device(device)
     model.to(device)
     try:
@@ -221,23 +221,6 @@ def encode_result(result: dict) -> str:
     return json.dumps(line)
 
 
-def evaluate(path, dataset: str = "cifar10", *, allow_synthetic: bool = False, device=None) -> dict:
-    """Score one checkpoint in this process (no sandbox; tests and trusted local use): the verified
-    test set, the worker's prediction and the grader's metrics. {status, accuracy, macro_f1,
-    reason, model, dataset, images}; status "error" when the grader has no trusted test data."""
-    from ..imagefolder import DataError
-    from .score import metrics_row
-    from .testsets import TestSetError, verified_testset
-    try:
-        testset = verified_testset(dataset, allow_synthetic=allow_synthetic)
-    except (DataError, TestSetError) as exc:
-        return {"status": "error", "accuracy": None, "macro_f1": None, "model": None, "dataset": dataset,
-                "images": 0, "reason": f"test data unavailable: {str(exc).splitlines()[0]} (set $COURSE_CIFAR10/"
-                                       "$COURSE_CIFAR100, or pass --allow-synthetic for a demo)"}
-    raw = predict_checkpoint(path, testset.images, testset.num_classes, device)
-    return metrics_row(json.loads(encode_result(raw)), testset)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.grading.score_worker", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", metavar="checkpoint")
@@ -253,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     classes = args.classes * n if len(args.classes) == 1 else args.classes
     if len(images) != n or len(classes) != n:
         parser.error(f"{n} checkpoints but {len(images)} --images and {len(classes)} --classes options")
-    if os.environ.get("COURSE_SCORE_TEST_SLEEP"):  # test hook: simulate a hang
-        time.sleep(float(os.environ["COURSE_SCORE_TEST_SLEEP"]))
+    from ..settings import env_number
+    if pause := env_number("COURSE_SCORE_TEST_SLEEP", 0):  # test hook: simulate a hang
+        time.sleep(pause)
     out, loaded = sys.stdout, {}
     for path, image_file, num_classes in zip(args.checkpoints, images, classes):
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the results

@@ -5,7 +5,7 @@ student's code in the autograde kernel, so to the grader a cache is only a cache
 split it scores on is loaded by `load_verified` and its digest (`testset_digest`: SHA-256 over
 the split's shape, images and labels) is compared with the digests pinned in `PINNED`:
 
-- the generated 'synthetic' dataset (helpers.synthetic, seed 0, the sizes `course_data` uses),
+- the generated 'synthetic' dataset (helpers.data.synthetic, seed 0, the sizes `course_data` uses),
   in full and in reduced mode (COURSE_FAST=1), for `--dataset synthetic` and the
   `--allow-synthetic` fallback;
 - the course's CIFAR-10 / CIFAR-100 copies (cifar10-webp, cifar10-jpeg, cifar100-webp .tar.gz
@@ -26,7 +26,7 @@ the grader adds to the pinned ones; the refusal message prints the digest to pin
 a run are printed by `python -m helpers grade` so that a TA can pin them.
 
 The training split: a model must have been trained on the training split of the data it is
-graded on (a checkpoint records `helpers.checkpoint.dataset_fingerprint` of its training data).
+graded on (a checkpoint records `helpers.models.checkpoint.dataset_fingerprint` of its training data).
 So every verified set also carries the digest of its TRAINING split (`train_digest`, the same
 `split_digest` the checkpoint records), pinned in `_PINNED_TRAIN` beside the test digest of the
 same source and mode. A training split that does not match its pin is loaded again with the
@@ -38,10 +38,11 @@ taken from a load that bypasses the cache, unless the TA pins it in `$COURSE_TRA
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..settings import env
 
 DIGEST_VERSION = b"course-testset-v1"
 PIN_ENV = "COURSE_TESTSET_SHA256"
@@ -59,8 +60,8 @@ _PINNED_TABLE = [
     ("cifar100", 3000, "cifar100-webp.tar.gz", True, "1ff0517d7a6e1abe15c66a84736d35519c04fd8a3360f70adea5d5f7334b7d71"),
 ]
 
-# SHA-256 of the TRAINING split (helpers.checkpoint.split_digest) of the same source and mode, keyed by
-# the test digest above; computed with helpers.checkpoint.dataset_fingerprint on course_data (2026-12-03).
+# SHA-256 of the TRAINING split (helpers.models.checkpoint.split_digest) of the same source and mode, keyed by
+# the test digest above; computed with helpers.models.checkpoint.dataset_fingerprint on course_data (2026-12-03).
 _PINNED_TRAIN = {
     "fad7e50d59941263fbaf9eec161c82c3c5b9b326c50fcbc11e0b863d35ee5b87":  # synthetic, 10,000 images
         "ed6dc6252b15834d17ab569c66c8efdb96cdebb55576d977da3e0616fe1fb562",
@@ -102,7 +103,7 @@ def pinned_digests() -> dict[str, str]:
     """{digest: what it is} of every split the grader accepts: the pinned ones and the TA's own."""
     known = {digest: f"{name} test split ({n} images, {source}{', reduced mode' if reduced else ''})"
              for name, n, source, reduced, digest in _PINNED_TABLE}
-    for digest in os.environ.get(PIN_ENV, "").replace(";", ",").split(","):
+    for digest in (env(PIN_ENV) or "").replace(";", ",").split(","):
         if digest.strip():
             known.setdefault(digest.strip().lower(), f"pinned by the TA (${PIN_ENV})")
     return known
@@ -131,7 +132,7 @@ class VerifiedTestSet:
 
 
 def _load(dataset: str, allow_synthetic: bool, use_cache: bool):
-    from ..data import course_data
+    from ..data.datasets import course_data
     return course_data(dataset, fallback=allow_synthetic, verbose=False, use_cache=use_cache)
 
 
@@ -175,10 +176,10 @@ def _verified_train_digest(data, test_digest: str, dataset: str, allow_synthetic
     """The training split's digest, checked against `_PINNED_TRAIN` (loaded again without the cache
     when it does not match; TestSetError when it still does not). Without a pin: the digest of a
     load that bypassed the cache."""
-    from ..checkpoint import split_digest
+    from ..models.checkpoint import split_digest
     pinned = _PINNED_TRAIN.get(test_digest)
     digest = split_digest(data.train_images, data.train_labels)
-    ta_pinned = {d.strip().lower() for d in os.environ.get(TRAIN_PIN_ENV, "").replace(";", ",").split(",") if d.strip()}
+    ta_pinned = {d.strip().lower() for d in (env(TRAIN_PIN_ENV) or "").replace(";", ",").split(",") if d.strip()}
     if digest == pinned or (pinned is None and (fresh or digest in ta_pinned)):
         return digest
     again = _load(dataset, allow_synthetic, use_cache=False)
@@ -198,10 +199,9 @@ _MEMO: dict[tuple, VerifiedTestSet] = {}
 
 def verified_testset(dataset: str, *, allow_synthetic: bool = False) -> VerifiedTestSet:
     """`load_verified`, remembered in this (trusted) process for the same dataset, mode and source settings."""
-    from ..config import data_dir, fast_mode
-    key = (dataset, allow_synthetic, fast_mode(), str(data_dir()), os.environ.get("COURSE_CIFAR10"),
-           os.environ.get("COURSE_CIFAR100"), os.environ.get(PIN_ENV), os.environ.get(TRAIN_PIN_ENV),
-           os.environ.get("COURSE_OFFLINE"))
+    from ..settings import data_dir, fast_mode
+    key = (dataset, allow_synthetic, fast_mode(), str(data_dir()), env("COURSE_CIFAR10"),
+           env("COURSE_CIFAR100"), env(PIN_ENV), env(TRAIN_PIN_ENV), env("COURSE_OFFLINE"))
     if key not in _MEMO:
         _MEMO[key] = load_verified(dataset, allow_synthetic=allow_synthetic)
     return _MEMO[key]

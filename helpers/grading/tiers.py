@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,7 +188,8 @@ def load_tiers(path=None) -> dict[str, TierTable]:
     if path is not None and Path(path).is_dir():
         path = None
     if path is None:
-        path = os.environ.get(TIERS_ENV) or None
+        from ..settings import env
+        path = env(TIERS_ENV)
     if path is None:
         return tables
     path = Path(path).expanduser()

@@ -1,6 +1,6 @@
 """`make_sample_folder`: a small unlabelled folder of images to practise labelling on, made offline.
 
-The images are the course's generated shapes (helpers.synthetic), shuffled, with names that do
+The images are the course's generated shapes (helpers.data.synthetic), shuffled, with names that do
 not give the class away; the true classes are returned so a notebook can check agreement.
 """
 from __future__ import annotations
@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
-from ..synthetic import CLASSES, generate
+from ..data.synthetic import CLASSES, generate
 
 
 def make_sample_folder(path, n_per_class: int = 10, classes=("disk", "square"), seed: int = 0) -> dict[str, str]:
     """Write `n_per_class` 32x32 PNGs of each shape class into `path`; returns {file name: true class}.
 
-    `classes` are names from helpers.synthetic.CLASSES. The same arguments give the same files, so
+    `classes` are names from helpers.data.synthetic.CLASSES. The same arguments give the same files, so
     calling it again (e.g. after a kernel restart) rewrites nothing and returns the same answer key.
     """
-    from ..export import png_bytes
+    from ..data.export import png_bytes
     classes = list(classes)
     unknown = [c for c in classes if c not in CLASSES]
     if unknown or len(set(classes)) != len(classes) or n_per_class < 1:

@@ -41,7 +41,7 @@ def check_classes(classes) -> list[str]:
 
 
 def _is_export_tree(folder: str) -> bool:
-    """True for a folder written by helpers.export (it holds our manifest.json): never labelled again."""
+    """True for a folder written by helpers.data.export (it holds our manifest.json): never labelled again."""
     try:
         with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
             return str(json.load(f).get("written_by", "")).startswith("helpers.")
@@ -64,7 +64,7 @@ def scan_images(folder: Path) -> tuple[list[str], dict[str, str]]:
     """Readable images under `folder` (relative POSIX paths, sorted) and {unreadable path: reason}.
 
     Hidden files and folders, non-image files (.csv, .ipynb, ...) and trees written by
-    helpers.export are left out: they are not data to label.
+    helpers.data.export are left out: they are not data to label.
     """
     files, unreadable = [], {}
     for here, dirs, names in os.walk(folder):

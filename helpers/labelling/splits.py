@@ -120,8 +120,8 @@ def _target_names(rows) -> dict[str, str]:
 
 
 def _write_image_folder(rows, folder: Path, root: Path, labels_csv: Path) -> Path:
-    from ..export import content_sha256, write_tree
-    from ..inference import decode_image  # the decoding `python -m helpers predict` uses: same pixels
+    from ..data.export import content_sha256, write_tree
+    from ..eval.inference import decode_image  # the decoding `python -m helpers predict` uses: same pixels
     targets = _target_names(rows)
     items = {}
     for p, _, _ in rows:
@@ -137,7 +137,7 @@ def _write_image_folder(rows, folder: Path, root: Path, labels_csv: Path) -> Pat
         "written_by": "helpers.labelling.export_splits",
         "dataset": f"labelled:{folder.resolve().name}",
         "source": str(labels_csv.resolve()),
-        "layout": "<split>/<class>/<name>.png, 32x32 RGB; train/ and test/ read by helpers.imagefolder, "
+        "layout": "<split>/<class>/<name>.png, 32x32 RGB; train/ and test/ read by helpers.data.imagefolder, "
                   "all three by helpers.labelling.load_labelled_splits",
         "classes": classes,
         "counts": counts,
@@ -151,7 +151,7 @@ def _write_image_folder(rows, folder: Path, root: Path, labels_csv: Path) -> Pat
 def load_labelled_splits(image_folder):
     """{split: (images uint8 (N, 32, 32, 3), labels int64)} and the class names of an export_splits tree
     (val/ included, which the course's image-folder reader leaves out)."""
-    from ..imagefolder import _decode_one
+    from ..data.imagefolder import _decode_one
     root = Path(image_folder).expanduser()
     found = {s: sorted(p.relative_to(root / s).as_posix().split("/") for p in (root / s).rglob("*.png"))
              for s in SPLITS if (root / s).is_dir()}

@@ -18,7 +18,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from ..inference import TTA_CHOICES
+from ..eval.inference import TTA_CHOICES
 
 NEEDED = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
 
@@ -49,7 +49,7 @@ def missing_packages() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import CheckpointError
+    from ..models.checkpoint import CheckpointError
     if missing := missing_packages():
         print(f"[serve] the service needs {', '.join(missing)}: pip install {' '.join(missing)}", file=sys.stderr)
         return 2

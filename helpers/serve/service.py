@@ -11,7 +11,8 @@ import threading
 
 import numpy as np
 
-from ..inference import INPUT_SIZE, ImageError, Predictor, cam_layer, decode_image, top_k
+from ..eval.inference import INPUT_SIZE, ImageError, decode_image, top_k
+from ..eval.predictor import Predictor, cam_layer
 from .batching import MicroBatcher
 
 MAX_FILES = 32                 # images in one request

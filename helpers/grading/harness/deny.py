@@ -1,6 +1,6 @@
 """Deny-lists: what a block's spec forbids, made absent from the sandbox's view of the environment.
 
-A rule names a top-level function or class (`helpers.split.train_val_split`,
+A rule names a top-level function or class (`helpers.data.split.train_val_split`,
 `torchvision.transforms.v2.MixUp`), optionally one of its arguments
 (`torch.nn.functional.cross_entropy:label_smoothing`), or a whole package (`sklearn`). For each
 file that defines a denied name, `build_view` writes a copy in which that definition raises

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ...config import PROJECT_ROOT
+from ...settings import PROJECT_ROOT
 from .run import HIDDEN_TESTS
 
 RUN_SECONDS = 1800  # one student's whole harness run; beyond it the student's blocks are not written

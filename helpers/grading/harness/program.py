@@ -8,7 +8,6 @@ canary cell raises on purpose: when no error comes back, the student's code swal
 from __future__ import annotations
 
 import ast
-import os
 
 CANARY = 'raise RuntimeError("grading canary: this error is expected; it shows errors still surface")'
 
@@ -78,6 +77,7 @@ def build_program(release: dict, submission: dict, *, cell_seconds: float | None
             source = answers.get(grade_id, _source(cell)) if k == "answer" else _source(cell)
             cells.append({"id": f"{name}:{grade_id}", "kind": k, "source": source})
     cells.append({"id": "grading-canary", "kind": "canary", "source": CANARY})
-    seconds = cell_seconds if cell_seconds is not None else float(os.environ.get("COURSE_CELL_TIMEOUT", "60"))
+    from ...settings import env_number
+    seconds = cell_seconds if cell_seconds is not None else env_number("COURSE_CELL_TIMEOUT", 60)
     return {"cells": cells, "watched_names": sorted(watched), "cell_seconds": seconds,
             "env": {"NBGRADER_EXECUTION": "autograde"}}

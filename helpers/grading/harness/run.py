@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ...config import PROJECT_ROOT
+from ...settings import PROJECT_ROOT
 
 HIDDEN_TESTS = PROJECT_ROOT / "hidden_tests"
 
@@ -40,7 +40,7 @@ def read_notebooks(folder) -> dict:
 def _make_student_factory(program: dict, submission: str | None, scratch: Path):
     from ..sandbox import sandbox_disabled
     from .. import sandbox_kernel
-    from ... import config
+    from ... import settings as config
     from .deny import build_view
     from .session import Student
 

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from ...config import PROJECT_ROOT
+from ...settings import PROJECT_ROOT
 from .wire import Decoder, Encoder, Handle, ProtocolError, pack, read_frame
 
 BOOTSTRAP = ("import sys; sys.path.insert(0, {root!r}); "

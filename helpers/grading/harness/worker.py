@@ -226,7 +226,8 @@ def main(argv: list[str]) -> int:
     os.environ.update(program.get("env", {}))
     try:
         import torch
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+        from ...settings import env_number
+        torch.set_num_threads(int(env_number("OMP_NUM_THREADS", 2)))
     except ImportError:
         pass
     server = Server(program, replies, requests)

@@ -1,7 +1,7 @@
 """`fit`: the course's training loop, fast on a GPU and the same code on a CPU.
 
-A run is described by a `TrainConfig` (helpers.train_config; fit's keyword arguments are folded
-into one) and carried by a `TrainState` (helpers.train_state) whose state_dict is the checkpoint.
+A run is described by a `TrainConfig` (helpers.train.config; fit's keyword arguments are folded
+into one) and carried by a `TrainState` (helpers.train.state) whose state_dict is the checkpoint.
 
 The speed comes from what the loop does not do: no per-step host synchronization (loss and
 accuracy are summed as device tensors and read once per epoch), no worker processes (the
@@ -19,21 +19,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .amp import amp_dtype, autocast, is_oom, oom_message, synchronize
-from .augment import mix_transform
-from .checkpoint import load_checkpoint
-from .config import pick_device, seed_everything
+from ..precision import amp_dtype, autocast, is_oom, oom_message, synchronize
+from ..data.augment import mix_transform
+from ..models.checkpoint import load_checkpoint
+from ..settings import pick_device, seed_everything
 from .ema import EMA
-from .inference import eval_mode, forward, normalize
+from ..eval.inference import eval_mode, forward, normalize
 from .history import History
-from .loader import GpuLoader
+from ..data.loader import GpuLoader
 from .progress import Progress
 from .recipes import DEFAULT_LR, GENERAL  # DEFAULT_LR: notebooks import it from here
 from .schedules import make_scheduler
-from .split import channel_mean_std, train_val_split
+from ..data.split import channel_mean_std, train_val_split
 from .tracking import start_tracking
-from .train_config import TrainConfig, check, complete, from_keywords, optim_config_of, to_dict
-from .train_state import EarlyStopping, TrainState
+from .config import TrainConfig, check, complete, from_keywords, optim_config_of, to_dict
+from .state import EarlyStopping, TrainState
 
 
 class TrainingError(RuntimeError):
@@ -71,7 +71,7 @@ def init_from_data(model: nn.Module, images, mean, std, max_images: int = 5000) 
     """Data-dependent set-up before training: FastNet's patch-whitening layer is set from the first
     `max_images` of `images` (uint8 (N, H, W, 3) from the training split only, normalized with
     mean/std as in training). Other models are returned unchanged."""
-    from .models import FastNet, init_whitening
+    from ..models import FastNet, init_whitening
     target = getattr(model, "_orig_mod", model)
     if isinstance(target, FastNet):
         device = next(target.parameters()).device
@@ -85,7 +85,7 @@ def init_from_data(model: nn.Module, images, mean, std, max_images: int = 5000) 
 def evaluate_loader(model: nn.Module, loader, device=None, amp=None, tta=False) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` over a loader; one host synchronization in all.
 
-    `tta`: False, True/"flip" or "translate"; the forward pass is helpers.inference.forward's.
+    `tta`: False, True/"flip" or "translate"; the forward pass is helpers.eval.inference.forward's.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = amp_dtype(device, amp)
@@ -218,7 +218,7 @@ def _run_epoch(net, state: TrainState, train, val, config: TrainConfig, display)
 def resolve_config(model: nn.Module, train, val=None, config: TrainConfig | None = None, *, track=False,
                    **settings) -> TrainConfig:
     """The complete TrainConfig that `fit(model, train, val, config, **settings)` runs, as it records it:
-    the keyword arguments set, the general recipe's defaults filled in (helpers.recipes), and this
+    the keyword arguments set, the general recipe's defaults filled in (helpers.train.recipes), and this
     run's facts: a given optimizer's real settings, the loader's batch size, augmentation and
     statistics, the model's registry spec, the device and the autocast precision."""
     if config is None and "epochs" not in settings:
@@ -294,14 +294,14 @@ def fit(model: nn.Module, train, val=None, config: TrainConfig | None = None, *,
 
     `train`/`val`: GpuLoaders (see make_loaders) or any re-iterable of (images, labels) batches with a
     length. `config`: a TrainConfig; keyword arguments, as notebooks pass them, set its fields
-    (helpers.train_config.KEYWORDS): epochs, optimizer (a name or an optimizer object), lr (default
+    (helpers.train.config.KEYWORDS): epochs, optimizer (a name or an optimizer object), lr (default
     0.1 for SGD, 1e-3 for Adam/AdamW), momentum, nesterov, weight_decay, schedule, warmup (fraction of
     all steps), label_smoothing, grad_clip, mixup_alpha, cutmix_alpha, early_stopping (patience on
     val accuracy; the best epoch's weights are put back), min_delta, ema (decay of a weight average
     that is evaluated and kept), tta, device, amp (None = bf16, else fp16, on CUDA; off on CPU),
     channels_last, compile, seed, checkpoint (a path written after every epoch), resume (such a path,
     to continue exactly where it stopped), num_classes. `track`: log the run to MLflow
-    (helpers.tracking; True, or a Tracker to log into).
+    (helpers.train.tracking; True, or a Tracker to log into).
     `seed` seeds everything random from here on (data order, augmentation, MixUp, dropout); the
     initial weights were drawn when the model was built, so for a rerun to give the same numbers,
     build it after `seed_everything(seed)` too (as the notebooks and `python -m helpers train` do).

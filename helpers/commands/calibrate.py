@@ -3,9 +3,9 @@
     python -m helpers calibrate out/r18/checkpoint.pt [--dataset cifar10] [--tta flip]
 
 The validation split is the one training held out: `val_fraction` (default 0.1) of every class of
-the training split, drawn with the seed the checkpoint's config records (helpers.split.
+the training split, drawn with the seed the checkpoint's config records (helpers.data.split.
 train_val_split, as helpers.train.make_loaders does). The temperature T minimizes the NLL of
-softmax(logits / T) there (helpers.evaluate.temperature_scale); it is stored with the test-time
+softmax(logits / T) there (helpers.eval.evaluate.temperature_scale); it is stored with the test-time
 views it was fitted with and the figures before and after, in the checkpoint's "calibration"
 field (the class names go in "classes"), by rewriting the file atomically. `predict` and `serve`
 use it from then on.
@@ -16,16 +16,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..data import dataset_names
+from ..eval.inference import TTA_CHOICES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("checkpoint", type=Path, help="the checkpoint to calibrate (rewritten in place unless --out is given)")
-    a("--dataset", choices=["cifar10", "cifar100", "synthetic"],
+    a("--dataset", choices=dataset_names(),
       help="the data the model was trained on (default: what the checkpoint records, else cifar10)")
     a("--data-path", type=Path, help="image-folder directory or .tar.gz of the dataset")
     a("--val-fraction", type=float, default=0.1, help="the validation share training held out (default 0.1)")
     a("--seed", type=int, help="the split's seed (default: the one the checkpoint's config records, else 0)")
-    a("--tta", choices=["none", "flip", "translate"], default="none",
+    a("--tta", choices=TTA_CHOICES, default="none",
       help="the test-time views to calibrate (and later predict) with (default: none)")
     a("--out", type=Path, help="write the calibrated checkpoint here instead of rewriting the input")
     a("--batch-size", type=int, default=256)
@@ -36,17 +39,15 @@ def training_data(ckpt: dict, name: str, path=None):
     """(the data the model was trained on, a note): course_data(name) in this run's mode or, in reduced
     mode, the smaller subset `python -m helpers train` trains on; the one whose digest matches the
     training split the checkpoint records, else (no record) the command line's in reduced mode."""
-    from .checkpoint import split_digest
-    from .config import fast_mode
-    from .data import ImageData, course_data
-    from .split import stratified_subset
-    from .recipes import FAST_PER_CLASS
-    data = course_data(name, fallback=False, verbose=False, **({"path": path} if path else {}))
+    from ..models.checkpoint import split_digest
+    from ..settings import fast_mode
+    from ..data.datasets import course_data
+    from ..train.recipes import FAST_PER_CLASS
+    kwargs = {"fallback": False, "verbose": False, **({"path": path} if path else {})}
+    data = course_data(name, **kwargs)
     candidates = [data]
-    if fast_mode():
-        keep = stratified_subset(data.train_labels, FAST_PER_CLASS, seed=0)
-        candidates.insert(0, ImageData(data.name, data.classes, data.train_images[keep], data.train_labels[keep],
-                                       data.test_images, data.test_labels, source=data.source))
+    if fast_mode():  # what `python -m helpers train` trains on in reduced mode
+        candidates.insert(0, course_data(name, reduced_per_class=(FAST_PER_CLASS, FAST_PER_CLASS), **kwargs))
     digest = ckpt["dataset"].get("sha256") if isinstance(ckpt.get("dataset"), dict) else None
     if not isinstance(digest, str):
         return candidates[0], "the checkpoint records no training-split digest, so the split is not confirmed"
@@ -61,13 +62,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import torch.nn.functional as F
 
-    from .atomic import atomic_write
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .data import DataError
-    from .evaluate import temperature_scale
-    from .inference import Predictor, checkpoint_dataset, probabilities
-    from .metrics import expected_calibration_error
-    from .split import train_val_split
+    from ..atomic import atomic_write
+    from ..models.checkpoint import CheckpointError, load_checkpoint
+    from ..data.datasets import DataError
+    from ..eval.evaluate import temperature_scale
+    from ..eval.inference import checkpoint_dataset, probabilities
+    from ..eval.predictor import Predictor
+    from ..eval.metrics import expected_calibration_error
+    from ..data.split import train_val_split
 
     try:
         ckpt = load_checkpoint(args.checkpoint)

@@ -1,12 +1,12 @@
 """The one inference path: every piece of code that runs a trained model on images goes through here.
 
 Normalization with the checkpoint's recorded mean/std (and its inverse), the test-time views,
-the autocast rule of `helpers.amp.amp_dtype`, batched logits and temperature-scaled
-probabilities. `helpers.evaluate.predict`, Grad-CAM and FGSM (`helpers.explain`), the grading
+the autocast rule of `helpers.precision.amp_dtype`, batched logits and temperature-scaled
+probabilities. `helpers.eval.evaluate.predict`, Grad-CAM and FGSM (`helpers.eval.explain`), the grading
 scorer, `python -m helpers predict`/`calibrate`/`serve` and validation during training all call
-these functions, so a change here changes them all alike. `Predictor` bundles a checkpoint's
-model with its mean/std, class names, temperature and test-time views; `decode_image` turns an
-image file of any size or format Pillow reads into the model's 32x32 RGB input.
+these functions, so a change here changes them all alike. `decode_image` turns an image
+file of any size or format Pillow reads into the model's 32x32 RGB input; `Predictor`
+(helpers.eval.predictor) bundles a checkpoint's model with what these functions need.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .amp import amp_dtype, autocast
+from ..data.normalize import as_tensor, channel_stats, denormalize, normalize, normalize_pixels  # noqa: F401
+from ..precision import amp_dtype, autocast
 
 INPUT_SIZE = 32  # the course's models take 32x32 RGB images
 TTA_CHOICES = ("none", "flip", "translate")
@@ -27,11 +28,6 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 # --------------------------------------------------------------------------- tensors and modes
-
-def as_tensor(x) -> torch.Tensor:
-    """A detached CPU tensor from a tensor, array or list (copied: never warns on read-only arrays)."""
-    return x.detach().cpu() if torch.is_tensor(x) else torch.from_numpy(np.array(x))
-
 
 @contextmanager
 def eval_mode(model: torch.nn.Module):
@@ -51,45 +47,6 @@ def model_device(model: torch.nn.Module) -> torch.device:
     for t in (*model.parameters(), *model.buffers()):
         return t.device
     return torch.device("cpu")
-
-
-# --------------------------------------------------------------------------- normalization
-
-def channel_stats(values, device=None, dtype=torch.float32) -> torch.Tensor | None:
-    """Per-channel mean or std (values in [0, 1] pixel units) as a (1, C, 1, 1) tensor; None stays None."""
-    if values is None:
-        return None
-    return torch.as_tensor(values, dtype=dtype, device=device).view(1, -1, 1, 1)
-
-
-def normalize_pixels(x: torch.Tensor, mean=None, std=None) -> torch.Tensor:
-    """Float NCHW pixels in [0, 1] -> (x - mean) / std; unchanged without mean/std."""
-    if mean is None or std is None:
-        return x
-    return (x - channel_stats(mean, x.device, x.dtype)) / channel_stats(std, x.device, x.dtype)
-
-
-def normalize(images, mean=None, std=None, device=None) -> torch.Tensor:
-    """A batch as the float NCHW tensor a model takes.
-
-    uint8 images (N, H, W, C), NumPy or torch, are scaled to [0, 1] and normalized with
-    mean/std; float images are taken as already normalized NCHW and only moved to `device`.
-    """
-    if isinstance(images, np.ndarray):
-        # np.array copies: a read-only (memory-mapped) array would make torch warn on stderr
-        images = torch.from_numpy(np.array(images))
-    images = torch.as_tensor(images).to(device)
-    if images.dtype != torch.uint8:
-        return images.float()
-    if images.ndim == 4 and images.shape[-1] in (1, 3):
-        images = images.permute(0, 3, 1, 2)
-    return normalize_pixels(images.float().div_(255), mean, std).contiguous()
-
-
-def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """Normalized float (N, C, H, W) back to uint8 (N, H, W, C) for display."""
-    mean, std = channel_stats(mean, x.device), channel_stats(std, x.device)
-    return (x.float() * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
 
 
 # --------------------------------------------------------------------------- test-time views
@@ -129,7 +86,7 @@ def parse_tta(tta):
 
 def forward(model: torch.nn.Module, x: torch.Tensor, tta=False, amp=None) -> torch.Tensor:
     """float32 logits of a normalized batch `x` (on the model's device), averaged over the
-    test-time views, under autocast when `helpers.amp.amp_dtype(x.device, amp)` says so (bf16,
+    test-time views, under autocast when `helpers.precision.amp_dtype(x.device, amp)` says so (bf16,
     else fp16, on CUDA; fp32 elsewhere). `amp` may also be a torch.dtype. The caller chooses
     eval mode and no_grad."""
     dtype = amp if isinstance(amp, torch.dtype) else amp_dtype(x.device, amp)
@@ -237,7 +194,7 @@ def checkpoint_temperature(ckpt: dict) -> float | None:
 def checkpoint_classes(ckpt: dict, num_classes: int) -> list[str]:
     """Class names for a checkpoint's outputs: the ones calibrate stored, else those of the dataset it
     records (CIFAR-10, the generated one), else "0", "1", ..."""
-    from .synthetic import CLASSES as SYNTHETIC_CLASSES
+    from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
     stored = ckpt.get("classes")
     if isinstance(stored, (list, tuple)) and len(stored) == num_classes and all(isinstance(c, str) for c in stored):
         return list(stored)
@@ -275,105 +232,3 @@ def recorded_accuracy(ckpt: dict, path=None) -> dict:
         return {"accuracy": float(max(values)),
                 "accuracy_source": "best validation accuracy in the checkpoint's history"}
     return {"accuracy": None, "accuracy_source": None}
-
-
-# --------------------------------------------------------------------------- a checkpoint, ready to run
-
-class Predictor:
-    """A trained model with what inference needs: mean/std, class names, temperature, test-time
-    views, device and autocast rule. Build it with `Predictor.from_checkpoint(path)`."""
-
-    def __init__(self, model: torch.nn.Module, *, mean=None, std=None, classes=None, temperature=None,
-                 tta=False, device=None, amp=None, batch_size: int = 256, name: str | None = None,
-                 info: dict | None = None):
-        from .config import pick_device
-        self.device = pick_device(device)
-        self.model = model.to(self.device).eval()
-        self.mean, self.std = mean, std
-        self.temperature = float(temperature) if temperature else 1.0
-        self.tta = parse_tta(tta)
-        self.amp = amp
-        self.batch_size = batch_size
-        self.name = name or type(model).__name__
-        self.info = dict(info or {})
-        self.classes = list(classes) if classes is not None else None
-
-    @classmethod
-    def from_checkpoint(cls, source, *, device=None, tta=None, temperature=None, amp=None,
-                        batch_size: int = 256) -> "Predictor":
-        """Rebuild the checkpoint's model (weights-only loading; CheckpointError says why it cannot).
-        `tta` None takes the views the temperature was fitted with (none when uncalibrated);
-        `temperature` None takes the stored one (1 when there is none)."""
-        from .checkpoint import CheckpointError, load_checkpoint, rebuild_model
-        from .models import count_parameters
-        path = None if isinstance(source, dict) else Path(source)
-        ckpt = source if isinstance(source, dict) else load_checkpoint(path)
-        model = rebuild_model(ckpt)
-        from .grading.challenge import check_mean_std
-        if problem := check_mean_std(ckpt.get("mean"), ckpt.get("std")):
-            raise CheckpointError(f"the checkpoint's {problem}")
-        calibration = ckpt.get("calibration") if isinstance(ckpt.get("calibration"), dict) else {}
-        if tta is None:
-            tta = calibration.get("tta", False)
-        stored_t = checkpoint_temperature(ckpt)
-        num_classes = _num_outputs(model)
-        if num_classes is None:
-            raise CheckpointError(f"the model {ckpt['model']['name']!r} does not give one score per class for a "
-                                  f"{INPUT_SIZE}x{INPUT_SIZE} RGB image, so it cannot classify images here")
-        info = {"parameters": count_parameters(model), "checkpoint": str(path) if path else None,
-                "dataset": checkpoint_dataset(ckpt), "calibration": calibration or None,
-                **recorded_accuracy(ckpt, path)}
-        return cls(model, mean=ckpt.get("mean"), std=ckpt.get("std"),
-                   classes=checkpoint_classes(ckpt, num_classes),
-                   temperature=stored_t if temperature is None else temperature, tta=tta, device=device,
-                   amp=amp, batch_size=batch_size, name=(ckpt.get("model") or {}).get("name"), info=info)
-
-    def logits(self, images, progress=None) -> torch.Tensor:
-        """float32 CPU logits (N, C) of uint8 images (N, 32, 32, 3)."""
-        return predict_logits(self.model, images, batch_size=self.batch_size, tta=self.tta, mean=self.mean,
-                              std=self.std, amp=self.amp, progress=progress)
-
-    def probabilities(self, images, progress=None) -> torch.Tensor:
-        """Calibrated class probabilities (N, C): softmax(logits / temperature)."""
-        return probabilities(self.logits(images, progress), self.temperature)
-
-    def heatmaps(self, images, targets=None, layer=None) -> torch.Tensor | None:
-        """Grad-CAM maps (N, 32, 32) in [0, 1] for `targets` (default: the predicted classes), at
-        `layer` (default: the last feature map, see `cam_layer`); None for a model without one."""
-        from .explain import grad_cam
-        layer = layer or cam_layer(self.model)
-        if layer is None:
-            return None
-        x = normalize(images, self.mean, self.std, self.device)
-        return grad_cam(self.model, layer, x, target=targets)
-
-
-def _num_outputs(model: torch.nn.Module) -> int | None:
-    """The number of logits of a 32x32 RGB image (None when the model fails on one)."""
-    try:
-        with eval_mode(model), torch.no_grad():
-            out = model(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, device=model_device(model)))
-    except Exception:
-        return None
-    return int(out.shape[1]) if out.ndim == 2 else None
-
-
-def cam_layer(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The module whose output is the model's last spatial feature map (4-D, larger than 1x1), found
-    by one forward pass of a blank image: Grad-CAM's usual layer. None when there is none (an MLP)."""
-    found = []
-
-    def note(module, _inputs, output):
-        if torch.is_tensor(output) and output.ndim == 4 and output.shape[-1] * output.shape[-2] > 1:
-            found.append(module)
-
-    hooks = [m.register_forward_hook(note) for m in model.modules() if m is not model]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, device=model_device(model)))
-    except Exception:
-        return None
-    finally:
-        for h in hooks:
-            h.remove()
-    return found[-1] if found else None

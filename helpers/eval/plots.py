@@ -14,7 +14,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .metrics import expected_calibration_error, reliability_bins, to_numpy
 
 

@@ -3,7 +3,7 @@
 Both need gradients with respect to the input or an inner activation, so they run with
 autograd on (even when called under `torch.no_grad()`), in fp32, with the model in eval mode;
 they never touch the parameters' `.grad` and restore the model's train/eval modes afterwards.
-Normalization, eval mode and the forward passes come from helpers.inference (the one inference path).
+Normalization, eval mode and the forward passes come from helpers.eval.inference (the one inference path).
 """
 from __future__ import annotations
 

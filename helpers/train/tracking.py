@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import time
 import warnings
@@ -26,7 +25,8 @@ METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s
 def store_uri(config) -> tuple[str, str | None]:
     """(tracking URI, artifact location for a new experiment or None): MLFLOW_TRACKING_URI, else
     config.tracking.uri, else SQLite in config.tracking.root (default: ./out)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.uri
+    from ..settings import env
+    uri = env("MLFLOW_TRACKING_URI") or config.tracking.uri
     if uri:
         return uri, None
     root = Path(config.tracking.root or Path.cwd() / "out").resolve()
@@ -77,7 +77,7 @@ class Tracker:
 
     def start(self, config, run_name: str | None = None) -> "Tracker":
         """Open the run in the config's store and experiment and log the config as params."""
-        from .train_config import flatten
+        from .config import flatten
         self._call("starting the run", self._start, config, run_name)
         if self.run_id is not None:
             from mlflow.entities import Param

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .checkpoint import load_weights, rng_state, save_checkpoint, set_rng_state
+from ..models.checkpoint import load_weights, rng_state, save_checkpoint, set_rng_state
 from .history import History
 
 

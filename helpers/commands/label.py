@@ -40,7 +40,7 @@ def build_notebook(folder: Path, classes: list[str], notebook: Path, labels: Pat
     """A notebook whose cells open LabellingTool on `folder` (paths relative to the notebook)."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-    from .labelling.keys import key_help
+    from ..labelling.keys import key_help
     here = notebook.parent
     kit = Path(__file__).resolve().parent.parent
     args = f"{_rel(folder, here)!r}, {classes!r}" + (f", labels_csv={_rel(labels, here)!r}" if labels else "")
@@ -53,7 +53,7 @@ def build_notebook(folder: Path, classes: list[str], notebook: Path, labels: Pat
             "import sys\ntry:\n    import helpers\nexcept ImportError:  # the kit is not installed: use the copy "
             f"this notebook was made from\n    sys.path.insert(0, {str(kit)!r})\n"
             f"from helpers.labelling import LabellingTool, export_splits\n\ntool = LabellingTool({args})\ntool"),
-        new_code_cell(f"export_splits(tool.session.labels_csv, ratios=(0.7, 0.15, 0.15), seed=0)"),
+        new_code_cell("export_splits(tool.session.labels_csv, ratios=(0.7, 0.15, 0.15), seed=0)"),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata[MARK] = {"folder": str(folder.resolve()), "classes": classes,
@@ -66,7 +66,7 @@ def write_notebook(nb, path: Path) -> bool:
     """Write `nb` atomically, unless the same notebook is already there (its outputs are kept);
     a notebook this command did not write is never overwritten. True when written."""
     import nbformat
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
     if path.exists():
         try:
             mark = nbformat.read(path, as_version=4).metadata.get(MARK)
@@ -93,7 +93,7 @@ def lab_command(notebook: Path, no_browser: bool = False) -> list[str]:
 
 
 def run(args) -> int:
-    from .labelling.session import LabelError, check_classes
+    from ..labelling.session import LabelError, check_classes
     try:
         classes = check_classes(args.classes)
     except LabelError as exc:
@@ -101,8 +101,8 @@ def run(args) -> int:
         return 2
     folder = args.folder.expanduser()
     if args.sample:
-        from .labelling import make_sample_folder
-        from .synthetic import CLASSES
+        from ..labelling import make_sample_folder
+        from ..data.synthetic import CLASSES
         if not set(classes) <= set(CLASSES):
             print(f"error: --sample draws generated shapes, so --classes must be shape names from {CLASSES} "
                   "(e.g. --classes disk,square).", file=sys.stderr)
@@ -125,13 +125,3 @@ def run(args) -> int:
         return subprocess.call(cmd, cwd=notebook.parent)
     except KeyboardInterrupt:
         return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers label", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

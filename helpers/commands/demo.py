@@ -34,7 +34,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import PROJECT_ROOT
+from ..settings import PROJECT_ROOT
 
 STUDENTS = {
     "ada": "full solution",
@@ -47,7 +47,7 @@ STUDENTS = {
 }
 # What fay adds after her last answer: it fakes nothing the out-of-kernel score uses, but it is
 # the kind of line the tamper report must flag.
-MONKEYPATCH = "import helpers.metrics\nhelpers.metrics.accuracy = lambda *args, **kwargs: 1.0\n"
+MONKEYPATCH = "import helpers.eval.metrics\nhelpers.metrics.accuracy = lambda *args, **kwargs: 1.0\n"
 CHALLENGE = "06_challenge"
 
 
@@ -106,7 +106,7 @@ def _run_notebook(nb, folder: Path, timeout: int = 900, allow_errors: bool = Fal
 
 def one_epoch(nb):
     """The notebook with every recipe function trained for one epoch in reduced mode."""
-    from .grading import simulate
+    from ..grading import simulate
     for grade_id in ("challenge_recipe-answer", "cifar100_recipe-answer"):
         cell = nb.cells[simulate.cell_index(nb, grade_id)]
         nb = simulate.with_answer(nb, grade_id, cell.source + ONE_EPOCH.format(name=grade_id.split("-")[0]))
@@ -122,8 +122,8 @@ def class_work(root: Path, assignment: str, release_nb, source_nb, write) -> lis
     """
     import torch
 
-    from .grading import hostile, simulate
-    from .grading.challenge import CHECKPOINT_NAME
+    from ..grading import hostile, simulate
+    from ..grading.challenge import CHECKPOINT_NAME
     name = f"{assignment}.ipynb"
     solved = simulate.solution(release_nb, source_nb)
     wrong = (simulate.WRONG_ANSWERS.get(assignment) or [None])[0]  # the first registered: one function wrong
@@ -160,7 +160,7 @@ def class_work(root: Path, assignment: str, release_nb, source_nb, write) -> lis
 def submit_class(root: Path, assignment: str, release_nb, source_nb) -> list[str]:
     """The simulated students' submissions for one assignment, written straight into
     submitted/<student>/<assignment>/ (as `nbgrader collect` leaves them); returns who submitted."""
-    from .grading.course import submit
+    from ..grading.course import submit
     return class_work(root, assignment, release_nb, source_nb,
                       lambda student, notebooks: submit(root, student, assignment, notebooks))
 
@@ -169,7 +169,7 @@ def _write_work(folder: Path, notebooks: dict) -> Path:
     """A student's notebooks saved over their fetched copies in `folder`."""
     import nbformat
 
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
     folder.mkdir(parents=True, exist_ok=True)
     for name, nb in notebooks.items():
         with atomic_write(folder / name, "w") as f:
@@ -226,12 +226,12 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("COURSE_FAST", "1")
     # nbgrader 0.9's own SQLAlchemy session warnings say nothing about the course.
     warnings.filterwarnings("ignore", module=r"nbgrader\.")
-    from .data import course_data
-    from .plots import image_grid, save_figure
-    from .split import channel_mean_std, stratified_subset
-    from .grading import course, simulate
-    from .grading.sandbox import SandboxUnavailable, find_bwrap, sandbox_disabled
-    from .cli import main as helpers_cli
+    from ..data.datasets import course_data
+    from ..eval.plots import image_grid, save_figure
+    from ..data.split import channel_mean_std, stratified_subset
+    from ..grading import course, simulate
+    from ..grading.sandbox import SandboxUnavailable, find_bwrap, sandbox_disabled
+    from ..cli import main as helpers_cli
 
     _say("sandbox")
     if sandbox_disabled():
@@ -306,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         graded[a] = course.collect(root, a, exchange, check_owner=False)
         print(f"  submitted/: {', '.join(graded[a])}")
 
-    from .grading.hostile import course_fingerprint
+    from ..grading.hostile import course_fingerprint
     guarded = [PROJECT_ROOT / "helpers", root / "nbgrader_config.py", root / "source", root / "submitted", exchange]
     before = course_fingerprint(guarded)
     for a in assignments:
@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
                                else "nothing outside his sandbox changed"))
 
     reports = out / "reports"
-    from .grading.harness.grade import has_hidden_tests
+    from ..grading.harness.grade import has_hidden_tests
     for a in assignments:
         if not (has_hidden_tests(a) or a == CHALLENGE):
             continue

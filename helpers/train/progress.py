@@ -6,7 +6,7 @@ epoch lines are printed below it. In a notebook every part lives in its own disp
 this order and then updated in place, so the output reads top to bottom however many epochs run:
 the bar (an ipywidgets bar while it runs, replaced by its final text line when it closes, so a
 reopened notebook, whose widget state is gone, still shows it), the epoch lines (one text block),
-the live curves (`helpers.plots.plot_history`).
+the live curves (`helpers.eval.plots.plot_history`).
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class Progress:
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        from .plots import plot_history
+        from ..eval.plots import plot_history
         fig = plot_history(history)
         if self._plot_handle is None:
             self._plot_handle = display(fig, display_id=True)

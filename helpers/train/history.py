@@ -1,7 +1,7 @@
 """`History`: what `fit` returns, one plain dict per epoch, so it prints, plots and saves as JSON.
 
 Each row has the keys epoch, train_loss, train_acc, val_loss, val_acc (None without a
-validation split), lr, seconds and images_per_s. `helpers.plots.plot_history(history)` draws it.
+validation split), lr, seconds and images_per_s. `helpers.eval.plots.plot_history(history)` draws it.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from .atomic import write_json
+from ..atomic import write_json
 
 KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 

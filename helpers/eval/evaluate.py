@@ -1,9 +1,9 @@
 """Run a trained model over a dataset: batched prediction with optional test-time augmentation,
 temperature scaling and the most confident mistakes.
 
-Grad-CAM and FGSM live in `helpers.explain`; they are reachable from here as well
-(`helpers.evaluate.grad_cam`), so notebooks can import everything about a trained model from
-one place. The forward passes, normalization and test-time views are helpers.inference's (the
+Grad-CAM and FGSM live in `helpers.eval.explain`; they are reachable from here as well
+(`helpers.eval.evaluate.grad_cam`), so notebooks can import everything about a trained model from
+one place. The forward passes, normalization and test-time views are helpers.eval.inference's (the
 one inference path); this module keeps the names the notebooks import.
 """
 from __future__ import annotations
@@ -12,13 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import amp as _amp
+from .. import precision as _amp
 from .inference import as_tensor, normalize, predict_logits, tta_views
 from .inference import eval_mode, model_device  # noqa: F401  (public here too: notebooks import them)
 
 
 def to_model_input(images, mean=None, std=None, device=None) -> torch.Tensor:
-    """A batch as the float NCHW tensor a model takes (helpers.inference.normalize).
+    """A batch as the float NCHW tensor a model takes (helpers.eval.inference.normalize).
 
     uint8 images (N, H, W, C), NumPy or torch, are scaled to [0, 1] and normalized with
     mean/std; float images are taken as already normalized NCHW and only moved to `device`.
@@ -27,7 +27,7 @@ def to_model_input(images, mean=None, std=None, device=None) -> torch.Tensor:
 
 
 def autocast(device: torch.device, amp=None):
-    """The course's autocast rule (helpers.amp.amp_dtype): bf16 (else fp16) on CUDA, plain fp32 elsewhere."""
+    """The course's autocast rule (helpers.precision.amp_dtype): bf16 (else fp16) on CUDA, plain fp32 elsewhere."""
     return _amp.autocast(device, _amp.amp_dtype(device, amp))
 
 
@@ -41,7 +41,7 @@ def predict(model, images, labels=None, batch_size: int = 512, device=None, tta=
     it returns (logits, accuracy). The model goes to `device` if one is given, else stays
     where it is; its train/eval modes are restored afterwards. `amp`: autocast as in training
     (None: bf16, else fp16, on CUDA; fp32 on the CPU; False: fp32 everywhere). The work is done
-    by helpers.inference.predict_logits, the path every prediction in the course takes.
+    by helpers.eval.inference.predict_logits, the path every prediction in the course takes.
     """
     logits = predict_logits(model, images, batch_size=batch_size, device=device, tta=tta, mean=mean, std=std,
                             amp=amp)
@@ -82,7 +82,7 @@ def misclassified(logits, labels, k: int = 16) -> np.ndarray:
 
 
 def __getattr__(name: str):
-    """Grad-CAM and FGSM are defined in helpers.explain; import them from there on first use."""
+    """Grad-CAM and FGSM are defined in helpers.eval.explain; import them from there on first use."""
     if name in ("grad_cam", "fgsm_attack", "fgsm_accuracy"):
         from . import explain
         return getattr(explain, name)

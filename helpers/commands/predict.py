@@ -8,7 +8,7 @@ writes one CSV row per image in input order (a folder: sorted by path; an archiv
 order; a dataset split: index order): the file or index, the true label when it is known (a
 class folder named like one of the model's classes, or the dataset's label), the predicted class
 index and name, and the top-k classes with their calibrated probabilities. Images of any size are
-cropped to their centre square and resized to 32x32 (helpers.inference.decode_image). The
+cropped to their centre square and resized to 32x32 (helpers.eval.inference.decode_image). The
 temperature and test-time views are the ones `python -m helpers calibrate` stored, when it did.
 A summary follows: images, accuracy and macro-F1 when labels exist.
 """
@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .inference import TTA_CHOICES
+from ..eval.inference import TTA_CHOICES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".ppm", ".tif", ".tiff"}
 DATASET_SOURCE = re.compile(r"^(cifar10|cifar100|synthetic):(train|val|test)$")
@@ -71,7 +71,7 @@ def _label_of(relpath: PurePosixPath, classes: list[str]) -> int | None:
 
 def _decoded_chunks(names: list[str], read, size: int):
     """uint8 arrays of `size` images at a time, decoded from read(i) -> bytes."""
-    from .inference import ImageError, decode_image
+    from ..eval.inference import ImageError, decode_image
     for start in range(0, len(names), size):
         out = []
         for i in range(start, min(start + size, len(names))):
@@ -111,8 +111,8 @@ def archive_images(path: Path, classes: list[str]) -> Images:
 def dataset_images(name: str, split: str) -> tuple[Images, list[str]]:
     """A dataset split (course_data: reduced with COURSE_FAST=1); "val" is the stratified 10% held out
     of the training split with seed 0, indexed by position in the training split."""
-    from .data import DataError, course_data
-    from .split import train_val_split
+    from ..data.datasets import DataError, course_data
+    from ..data.split import train_val_split
     try:
         data = course_data(name, fallback=False, verbose=False)
     except DataError as exc:
@@ -155,7 +155,7 @@ def gather(source: str, classes: list[str]) -> tuple[Images, list[str]]:
 
 def rows(images: Images, probs, classes: list[str], k: int) -> tuple[list[str], list[list]]:
     """(header, rows) of the predictions CSV: key, [label, label_name,] pred, pred_name, class_i, prob_i."""
-    from .inference import top_k
+    from ..eval.inference import top_k
     has_labels = any(label is not None for label in images.labels)
     header = [images.key_name] + (["label", "label_name"] if has_labels else []) + ["pred", "pred_name"]
     values, indices = top_k(probs, k)
@@ -174,7 +174,7 @@ def rows(images: Images, probs, classes: list[str], k: int) -> tuple[list[str], 
 
 def write_csv(path: Path, header: list[str], table: list[list]) -> None:
     """The table as CSV, written atomically."""
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
     with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -182,8 +182,8 @@ def write_csv(path: Path, header: list[str], table: list[list]) -> None:
 
 
 def summary(images: Images, probs, num_classes: int) -> str | None:
-    """Accuracy and macro-F1 over the images whose label is known (helpers.metrics), or None."""
-    from .metrics import accuracy, macro_f1
+    """Accuracy and macro-F1 over the images whose label is known (helpers.eval.metrics), or None."""
+    from ..eval.metrics import accuracy, macro_f1
     known = [i for i, label in enumerate(images.labels) if label is not None]
     if not known:
         return None
@@ -200,8 +200,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from .checkpoint import CheckpointError
-    from .inference import Predictor, parse_tta
+    from ..models.checkpoint import CheckpointError
+    from ..eval.inference import parse_tta
+    from ..eval.predictor import Predictor
     if args.top_k < 1:
         print("[predict] --top-k must be at least 1", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """`python -m helpers train`: train a registry model, test it, and write what a person needs.
 
 Say what to train with Hydra overrides of the configs in conf/, or with the flags below; both
-become one TrainConfig (helpers.train_config):
+become one TrainConfig (helpers.train.config):
 
     python -m helpers train experiment=fastnet optim.lr=0.2 data=cifar100
     python -m helpers train -m optim.lr=0.1,0.2 seed=0,1          # a sweep: one run per combination
@@ -10,7 +10,7 @@ become one TrainConfig (helpers.train_config):
 Each run writes checkpoint.pt (weights-only, rebuildable, with the complete config), history.json,
 metrics.json (test accuracy, macro-F1, per-class precision/recall/F1, the data used, the config)
 and curves.png into its output folder (Hydra runs also config.yaml, the complete config), and logs
-params, per-epoch metrics and those files to MLflow (helpers.tracking; --no-track or
+params, per-epoch metrics and those files to MLflow (helpers.train.tracking; --no-track or
 tracking.enabled=false to skip). With COURSE_FAST=1 it trains on 50 images per class of the
 reduced subset for at most 2 epochs of batches of at most 128, and tests on the reduced test
 split: seconds on a CPU for small models.
@@ -27,13 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write, write_json
-from .config import PROJECT_ROOT, fast_mode, seed_everything
-from .recipes import (  # noqa: F401  (GENERAL_DEFAULTS, MODEL_DEFAULTS, settings_for: their old home)
+from ..atomic import atomic_write, write_json
+from ..data import dataset_names
+from ..eval.inference import TTA_CHOICES
+from ..models import model_names
+from ..settings import PROJECT_ROOT, fast_mode, seed_everything
+from ..train.config import ConfigError, TrainConfig, check_override, complete, from_dict, to_dict
+from ..train.recipes import (  # noqa: F401  (GENERAL_DEFAULTS, MODEL_DEFAULTS, settings_for: their old home)
     DEFAULT_LR, DEFAULT_WARMUP, FAST_PER_CLASS, GENERAL_DEFAULTS, MODEL_DEFAULTS, REDUCED_MAX_BATCH,
     REDUCED_MAX_EPOCHS, settings_for,
 )
-from .train_config import ConfigError, TrainConfig, check_override, complete, from_dict, to_dict
+from ..train.schedules import SCHEDULES
 
 CONF_DIR = PROJECT_ROOT / "conf"
 GROUPS = ("data", "model", "optim", "schedule", "augment", "experiment")
@@ -70,16 +74,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("-m", "--multirun", action="store_true", help="sweep: one run per combination of comma-separated values")
     a("--print-config", action="store_true", help="print the complete config this would train with, and stop")
     a("--no-track", action="store_true", help="do not log the run to MLflow")
-    a("--dataset", default="cifar10", choices=["cifar10", "cifar100", "synthetic"])
-    a("--model", default="resnet18",
-      help="a registry name: " + ", ".join(sorted(MODEL_DEFAULTS)) + " (default resnet18)")
+    a("--dataset", default="cifar10", choices=dataset_names())
+    a("--model", default="resnet18", choices=sorted(model_names()), metavar="MODEL",
+      help="a registry name: " + ", ".join(sorted(model_names())) + " (default resnet18)")
     a("--epochs", type=int, help=f"default: per model (e.g. resnet18 {MODEL_DEFAULTS['resnet18']['epochs']}, fastnet "
       f"{fast['epochs']}); at most {REDUCED_MAX_EPOCHS} with COURSE_FAST=1")
     a("--batch-size", type=int, help=f"default: {g['batch_size']} (fastnet {fast['batch_size']})")
     a("--lr", type=float, help="peak learning rate; default: per model")
     a("--optimizer", default=g["optimizer"], choices=list(DEFAULT_LR))
     a("--momentum", type=float, help=f"SGD momentum; default {g['momentum']} (fastnet {fast['momentum']})")
-    a("--schedule", choices=list(DEFAULT_WARMUP), help=f"default: {g['schedule']} (fastnet {fast['schedule']})")
+    a("--schedule", choices=list(SCHEDULES), help=f"default: {g['schedule']} (fastnet {fast['schedule']})")
     a("--warmup", type=float, help="warmup as a fraction of all steps; default per schedule")
     a("--label-smoothing", type=float, help=f"default: per model ({g['label_smoothing']}, resnets "
       f"{MODEL_DEFAULTS['resnet18']['label_smoothing']}, fastnet {fast['label_smoothing']})")
@@ -89,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--cutmix", type=float, default=0.0, help="CutMix alpha (0 = off)")
     a("--cutout", type=int, default=0, help="cutout square size in pixels (0 = off)")
     a("--ema", type=float, help="evaluate an exponential moving average of the weights with this decay")
-    a("--tta", nargs="?", const="flip", choices=["flip", "translate"], help="test-time augmentation")
+    a("--tta", nargs="?", const="flip", choices=[c for c in TTA_CHOICES if c != "none"], help="test-time augmentation")
     a("--early-stopping", type=int, help="stop after this many epochs without a val accuracy gain")
     a("--val-fraction", type=float, default=0.1)
     a("--seed", type=int, default=0)
@@ -260,15 +264,15 @@ def config_yaml(config: TrainConfig) -> str:
 def run_config(config: TrainConfig, *, progress: bool = True, save_yaml: bool = False, show_only: bool = False) -> int:
     """Train, test and write one run's files as `config` says (the model's recipe fills what it leaves
     open; reduced mode caps epochs and batch size); returns the exit code."""
-    from .checkpoint import dataset_fingerprint
-    from .data import ImageData, course_data
-    from .evaluate import predict
-    from .metrics import classification_report, confusion_matrix, macro_f1
-    from .models import build_model, count_parameters
-    from .plots import plot_confusion_matrix, plot_history, save_figure
-    from .split import stratified_subset, train_val_split
-    from .tracking import NoTracker, Tracker
-    from .train import TrainingError, fit, init_from_data, make_loaders, resolve_config
+    from ..models.checkpoint import dataset_fingerprint
+    from ..data.datasets import course_data
+    from ..eval.evaluate import predict
+    from ..eval.metrics import classification_report, confusion_matrix, macro_f1
+    from ..models import build_model, count_parameters
+    from ..eval.plots import plot_confusion_matrix, plot_history, save_figure
+    from ..data.split import train_val_split
+    from ..train.tracking import NoTracker, Tracker
+    from ..train.loop import TrainingError, fit, init_from_data, make_loaders, resolve_config
 
     start = time.perf_counter()
     config = complete(config, settings_for(config.model.name))
@@ -280,12 +284,9 @@ def run_config(config: TrainConfig, *, progress: bool = True, save_yaml: bool = 
         return 0
     out = Path(config.out)
     config.checkpoint.path = str(out / "checkpoint.pt")
-    data = course_data(config.data.name, **({"path": config.data.path} if config.data.path else {}))
-    if fast_mode():  # a further cut for the command line, so that even a ResNet-18 finishes on a CPU
-        keep = stratified_subset(data.train_labels, FAST_PER_CLASS, seed=0)
-        test = stratified_subset(data.test_labels, FAST_PER_CLASS, seed=0)
-        data = ImageData(data.name, data.classes, data.train_images[keep], data.train_labels[keep],
-                         data.test_images[test], data.test_labels[test], source=data.source, notes=data.notes)
+    # reduced mode: FAST_PER_CLASS images per class, so that even a ResNet-18 finishes on a CPU
+    data = course_data(config.data.name, reduced_per_class=(FAST_PER_CLASS, FAST_PER_CLASS),
+                       **({"path": config.data.path} if config.data.path else {}))
     config.data.fingerprint, config.data.num_classes = dataset_fingerprint(data), data.num_classes
     kwargs = {"num_classes": data.num_classes, **config.model.kwargs}
     seed_everything(config.seed)  # the initial weights come from the seed too: the same seed, the same run

@@ -3,7 +3,7 @@
 `fit(model, train, val, config)` trains from it, records it (completed: every default filled in,
 the optimizer's real settings, what the loaders and device did) in the checkpoint and the run's
 outputs, and logs it to MLflow flattened ("optim.lr"). Fields left None mean "the recipe's value"
-(helpers.recipes); `complete` fills them. The command line composes the same dataclass from the
+(helpers.train.recipes); `complete` fills them. The command line composes the same dataclass from the
 YAML in conf/ with Hydra (a structured config), so a key or type that is not here is refused.
 Only the standard library here: it imports on a machine without Hydra, OmegaConf or MLflow.
 """
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .recipes import DEFAULT_LR, DEFAULT_WARMUP, GENERAL
+from .schedules import SCHEDULES
 
-SCHEDULE_NAMES = tuple(DEFAULT_WARMUP)
+SCHEDULE_NAMES = tuple(SCHEDULES)  # the schedules' registry
 TTA_CHOICES = ("off", "flip", "translate")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 
@@ -33,7 +34,7 @@ class DataConfig:
     """What the model trains on (the command line loads it; fit records what its loaders hold)."""
     name: Optional[str] = None                  # cifar10, cifar100 or synthetic (None: not known to fit)
     path: Optional[str] = None                  # an image folder or .tar.gz instead of the default source
-    batch_size: Optional[int] = None            # None: the recipe's (helpers.recipes)
+    batch_size: Optional[int] = None            # None: the recipe's (helpers.train.recipes)
     val_fraction: float = 0.1
     num_classes: Optional[int] = None           # None: the model's last Linear layer
     mean: Optional[List[float]] = None          # training-split channel statistics (recorded)
@@ -61,7 +62,7 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """How long to train and the learning-rate schedule (helpers.schedules)."""
+    """How long to train and the learning-rate schedule (helpers.train.schedules)."""
     name: Optional[str] = None                  # onecycle, cosine, linear or constant
     epochs: Optional[int] = None
     warmup: Optional[float] = None              # fraction of all steps; None: the schedule's default
@@ -106,7 +107,7 @@ class CheckpointConfig:
 
 @dataclass
 class TrackingConfig:
-    """MLflow tracking (helpers.tracking); MLFLOW_TRACKING_URI, when set, wins over uri and root."""
+    """MLflow tracking (helpers.train.tracking); MLFLOW_TRACKING_URI, when set, wins over uri and root."""
     enabled: bool = False
     uri: Optional[str] = None                   # a tracking server or database URI
     root: Optional[str] = None                  # folder of the local store (mlflow.db, mlartifacts/)
@@ -312,7 +313,7 @@ def flatten(config: TrainConfig | dict, prefix: str = "") -> dict:
 
 def complete(config: TrainConfig, recipe: dict = GENERAL) -> TrainConfig:
     """A copy of `config` with every setting left None that a recipe decides filled from `recipe`
-    (helpers.recipes.GENERAL or settings_for(model)). The recipe's lr, momentum and bias scale are
+    (helpers.train.recipes.GENERAL or settings_for(model)). The recipe's lr, momentum and bias scale are
     for its optimizer (SGD): another optimizer gets DEFAULT_LR; its warmup is for its schedule."""
     c = copy.deepcopy(config)
     same_optimizer = c.optim.name == recipe.get("optimizer", "sgd")

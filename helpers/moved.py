@@ -12,9 +12,11 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+from types import MappingProxyType
 
-# old name: new name (helpers.data and helpers.train are packages now; they re-export their old names)
-MOVED = {
+# old name: new name (helpers.data and helpers.train are packages now; they re-export their old names).
+# Read-only, and the finder keeps its own copy, so a write to the table cannot point an old name elsewhere.
+MOVED = MappingProxyType({
     "helpers.config": "helpers.settings",
     "helpers.imagefolder": "helpers.data.imagefolder",
     "helpers.synthetic": "helpers.data.synthetic",
@@ -42,7 +44,7 @@ MOVED = {
     "helpers.calibrate_cli": "helpers.commands.calibrate",
     "helpers.label_cli": "helpers.commands.label",
     "helpers.demo": "helpers.commands.demo",
-}
+})
 
 
 def current_name(dotted: str) -> str:
@@ -59,13 +61,16 @@ def current_name(dotted: str) -> str:
 class OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports an old module name as the module under its new name."""
 
+    def __init__(self):
+        self._table = MappingProxyType(dict(MOVED))
+
     def find_spec(self, fullname, path=None, target=None):
-        if fullname in MOVED:
+        if fullname in self._table:
             return importlib.util.spec_from_loader(fullname, self)
         return None
 
     def create_module(self, spec):
-        module = importlib.import_module(MOVED[spec.name])
+        module = importlib.import_module(self._table[spec.name])
         self._spec = module.__spec__  # the import system overwrites __spec__; exec_module puts it back
         return module
 

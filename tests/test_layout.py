@@ -195,3 +195,8 @@ def test_every_deny_rule_of_the_hidden_tests_names_a_definition():
 
 
 graph_cache = graph()
+
+
+def test_the_old_names_table_cannot_be_pointed_elsewhere():
+    with pytest.raises(TypeError):
+        MOVED["helpers.metrics"] = "os"  # type: ignore[index]

@@ -17,7 +17,7 @@ DEFAULT_WARMUP = {"onecycle": 0.3, "cosine": 0.05, "linear": 0.2, "constant": 0.
 GENERAL = {"epochs": 20, "batch_size": 512, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
            "weight_decay": 5e-4, "norm_bias_lr_scale": 1.0, "schedule": "onecycle", "warmup": None,
            "label_smoothing": 0.0, "tta": False, "crop_padding": 4}
-GENERAL_DEFAULTS = GENERAL  # the name train_cli used
+GENERAL_DEFAULTS = GENERAL  # the name the train command used
 
 # Per-model departures from GENERAL. FastNet's are an airbench-style recipe (arXiv 2404.00498)
 # restated for a mean loss: large batch, high lr with BatchNorm biases 64x faster, label smoothing

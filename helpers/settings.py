@@ -73,7 +73,10 @@ def env_number(name: str, default: float) -> float:
 def passed_through(names) -> dict[str, str]:
     """{name: value} of the declared variables among `names` that are set: what a child process
     (a sandboxed kernel, a scoring worker) is handed of the TA's environment, and nothing else."""
-    return {name: value for name in names if (value := env(name)) is not None}
+    for name in names:
+        env(name)  # a declared name, or KeyError
+    # set-but-empty values travel too: CUDA_VISIBLE_DEVICES="" means "no GPU", not "unset"
+    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 def fast_mode() -> bool:

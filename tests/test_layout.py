@@ -200,3 +200,13 @@ graph_cache = graph()
 def test_the_old_names_table_cannot_be_pointed_elsewhere():
     with pytest.raises(TypeError):
         MOVED["helpers.metrics"] = "os"  # type: ignore[index]
+
+
+def test_a_child_process_gets_a_set_but_empty_variable_as_it_is(monkeypatch):
+    """CUDA_VISIBLE_DEVICES="" hides every GPU: the sandbox must get it as set, not drop it as unset."""
+    from helpers import settings
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    assert settings.passed_through(["CUDA_VISIBLE_DEVICES", "COURSE_OFFLINE"]) == {"CUDA_VISIBLE_DEVICES": ""}
+    with pytest.raises(KeyError):
+        settings.passed_through(["COURSE_TYPO"])
